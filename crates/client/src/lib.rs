@@ -1,0 +1,1 @@
+//! porthole-client (skeleton).

@@ -1,0 +1,171 @@
+//! Read-only access to virtual disk images.
+//!
+//! Every image format is presented through one trait, [`BlockDevice`]: a fixed-size, random-access,
+//! read-only byte array. Partition tables, volume managers and filesystems (the crates above this one)
+//! only ever see a `BlockDevice`, so they work the same on a raw file, a qcow2 chain or a VHDX.
+//!
+//! Images are hostile input: every length and offset read from a header is checked before use, and
+//! no allocation is sized by a header field without a fixed upper bound.
+
+use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Errors from reading an image.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The host file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A read asked for bytes outside the device.
+    #[error("read of {len} bytes at offset {offset:#x} is beyond the end of the {size}-byte device")]
+    OutOfRange { offset: u64, len: usize, size: u64 },
+    /// A structure in the image is malformed; names the format and where.
+    #[error("{format} at offset {offset:#x}: {what}")]
+    Corrupt {
+        format: &'static str,
+        offset: u64,
+        what: String,
+    },
+    /// The image uses a feature porthole does not read.
+    #[error("{format}: unsupported: {what}")]
+    Unsupported { format: &'static str, what: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A read-only, fixed-size, random-access device: a disk image, a partition, a logical volume.
+pub trait BlockDevice: Send + Sync + fmt::Debug {
+    /// Size of the device in bytes.
+    fn size(&self) -> u64;
+
+    /// Fills `buf` with the bytes at `offset`. A read that would pass the end is an error
+    /// ([`Error::OutOfRange`]); unallocated regions of sparse formats read as zeros.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+}
+
+impl<T: BlockDevice + ?Sized> BlockDevice for Arc<T> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        (**self).read_exact_at(buf, offset)
+    }
+}
+
+/// Checks that `[offset, offset + len)` lies inside a device of `size` bytes.
+pub fn check_range(offset: u64, len: usize, size: u64) -> Result<()> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(Error::OutOfRange { offset, len, size }),
+    }
+}
+
+/// A raw image: the file's bytes are the disk's bytes.
+#[derive(Debug)]
+pub struct RawImage {
+    path: PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl RawImage {
+    pub fn open(path: &Path) -> Result<Self> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            size,
+        })
+    }
+}
+
+impl BlockDevice for RawImage {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(offset, buf.len(), self.size)?;
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// A window `[start, start + len)` of another device: a partition, or one extent of a volume.
+#[derive(Debug, Clone)]
+pub struct Slice<D> {
+    inner: D,
+    start: u64,
+    len: u64,
+}
+
+impl<D: BlockDevice> Slice<D> {
+    /// Fails when the window does not fit inside `inner`.
+    pub fn new(inner: D, start: u64, len: u64) -> Result<Self> {
+        let size = inner.size();
+        match start.checked_add(len) {
+            Some(end) if end <= size => Ok(Self { inner, start, len }),
+            _ => Err(Error::OutOfRange {
+                offset: start,
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                size,
+            }),
+        }
+    }
+}
+
+impl<D: BlockDevice> BlockDevice for Slice<D> {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(offset, buf.len(), self.len)?;
+        self.inner.read_exact_at(buf, self.start + offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_and_slice_read_and_bound() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("porthole-image-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join("raw.img");
+        let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let raw = Arc::new(RawImage::open(&path)?);
+        let slice = Slice::new(raw.clone(), 1000, 100)?;
+        let mut buf = [0u8; 10];
+        slice.read_exact_at(&mut buf, 90)?;
+        assert_eq!(&buf[..], &data[1090..1100]);
+        assert!(matches!(
+            slice.read_exact_at(&mut buf, 95),
+            Err(Error::OutOfRange { .. })
+        ));
+        assert!(Slice::new(raw, 4000, 200).is_err());
+        Ok(())
+    }
+}

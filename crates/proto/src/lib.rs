@@ -1,0 +1,1 @@
+//! porthole-proto (skeleton).
