@@ -137,7 +137,10 @@ impl Conn {
 
     /// The libvirt/qemu-ga client recovery procedure: discard everything up to a 0xFF-prefixed
     /// reply and return that reply (plus what was discarded).
-    pub fn read_delimited(&mut self, timeout: Duration) -> Result<(Vec<Reply>, Reply), ClientError> {
+    pub fn read_delimited(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(Vec<Reply>, Reply), ClientError> {
         self.read_until(|r| r.delimited, timeout)
     }
 
@@ -157,6 +160,11 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// The underlying socket (e.g. to clone it for a writer thread).
+    pub fn raw_stream(&self) -> &UnixStream {
+        &self.stream
     }
 
     /// Half-close the writing side (the agent sees EOF).

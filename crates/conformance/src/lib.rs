@@ -17,10 +17,12 @@
 pub mod agent;
 pub mod client;
 pub mod locate;
+pub mod pair;
 pub mod shape;
 
-pub use agent::{Agent, AgentKind, HarnessError};
+pub use agent::{Agent, AgentKind, AgentOpts, HarnessError};
 pub use client::{ClientError, Conn, Reply};
+pub use pair::{connect, exchange, Pair};
 pub use shape::{compare_shape, ShapeOpts};
 
 /// `(class, desc)` of an error reply, `None` for anything else.
@@ -37,9 +39,9 @@ pub fn replace_in_strings(v: &mut serde_json::Value, from: &str, to: &str) {
     match v {
         serde_json::Value::String(s) if s.contains(from) => *s = s.replace(from, to),
         serde_json::Value::Array(a) => a.iter_mut().for_each(|x| replace_in_strings(x, from, to)),
-        serde_json::Value::Object(m) => m
-            .values_mut()
-            .for_each(|x| replace_in_strings(x, from, to)),
+        serde_json::Value::Object(m) => {
+            m.values_mut().for_each(|x| replace_in_strings(x, from, to))
+        }
         _ => {}
     }
 }

@@ -149,7 +149,9 @@ mod tests {
         let b = json!({"return": {"count": "3", "buf-b64": "Yg=="}});
         let d = compare_shape(&a, &b, &ShapeOpts::values(&["/return/buf-b64"]));
         assert_eq!(d.len(), 3, "{d:?}");
-        assert!(d.iter().any(|l| l.contains("/return/count: type number vs string")));
+        assert!(d
+            .iter()
+            .any(|l| l.contains("/return/count: type number vs string")));
         assert!(d.iter().any(|l| l.contains("/return/eof: only in left")));
         assert!(d.iter().any(|l| l.contains("/return/buf-b64: value")));
     }
@@ -163,7 +165,10 @@ mod tests {
         let opts = opts.any_len(&["/return"]);
         assert!(compare_shape(&a, &b, &opts).is_empty());
         let c = json!({"return": [{"user": "z", "t": 6}]});
-        assert_eq!(compare_shape(&b, &c, &ShapeOpts::values(&["/return/*/user"])).len(), 1);
+        assert_eq!(
+            compare_shape(&b, &c, &ShapeOpts::values(&["/return/*/user"])).len(),
+            1
+        );
         assert_eq!(compare_shape(&b, &c, &ShapeOpts::exact()).len(), 2);
     }
 }
