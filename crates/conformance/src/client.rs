@@ -45,6 +45,8 @@ pub struct Conn {
     buf: Vec<u8>,
     /// Bytes of `buf` already known to hold no `\n` (keeps huge replies linear to parse).
     scanned: usize,
+    /// Timeout of [`Conn::request`] and friends.
+    timeout: Duration,
 }
 
 impl Conn {
@@ -53,7 +55,14 @@ impl Conn {
             stream,
             buf: Vec::new(),
             scanned: 0,
+            timeout: REPLY_TIMEOUT,
         }
+    }
+
+    /// Change the timeout of [`Conn::request`] (default [`REPLY_TIMEOUT`]), e.g. for replies of
+    /// tens of MiB.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// Send raw bytes in one write.
@@ -85,7 +94,7 @@ impl Conn {
     /// Send one request and read one reply.
     pub fn request(&mut self, v: &Value) -> Result<Value, ClientError> {
         self.send_json(v)?;
-        Ok(self.read_reply(REPLY_TIMEOUT)?.value)
+        Ok(self.read_reply(self.timeout)?.value)
     }
 
     /// `{"execute": name, "arguments": args}` (arguments omitted when `Null`), one reply.
@@ -191,7 +200,7 @@ impl Conn {
             }
             let value =
                 serde_json::from_slice(payload).map_err(|source| ClientError::BadReply {
-                    raw: String::from_utf8_lossy(&line).into_owned(),
+                    raw: preview(&line),
                     source,
                 })?;
             return Ok(Some(Reply {
@@ -207,7 +216,7 @@ impl Conn {
         if left.is_zero() {
             return Err(ClientError::Timeout {
                 waited,
-                partial: String::from_utf8_lossy(&self.buf).into_owned(),
+                partial: preview(&self.buf),
             });
         }
         self.stream.set_read_timeout(Some(left))?;
@@ -220,17 +229,28 @@ impl Conn {
         self.buf.truncate(old + *res.as_ref().unwrap_or(&0));
         match res {
             Ok(0) => Err(ClientError::Eof {
-                partial: String::from_utf8_lossy(&self.buf).into_owned(),
+                partial: preview(&self.buf),
             }),
             Ok(_) => Ok(()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 Err(ClientError::Timeout {
                     waited,
-                    partial: String::from_utf8_lossy(&self.buf).into_owned(),
+                    partial: preview(&self.buf),
                 })
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// At most 300 bytes of `bytes` (lossy UTF-8) plus the total length: error messages must stay
+/// readable even when a reply is 64 MiB.
+fn preview(bytes: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+    if bytes.len() > 300 {
+        format!("{head}... ({} bytes in all)", bytes.len())
+    } else {
+        head
     }
 }

@@ -107,11 +107,10 @@ fn cargo_build(profile: Profile) -> Result<PathBuf, LocateError> {
 /// The `executable` of the last `compiler-artifact` message for target `porthole-agent`.
 fn executable_from_messages(stdout: &[u8]) -> Option<PathBuf> {
     stdout
-        .split(|&b| b == b'\n')
+        .rsplit(|&b| b == b'\n')
         .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "porthole-agent")
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .last()
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 #[cfg(test)]

@@ -75,11 +75,12 @@ pub fn assert_same_transcript(steps: &[Step], q: &[Value], p: &[Value], opts: &S
 /// (exec reply, final status reply with the pid removed).
 pub fn exec_and_wait(agent: &Agent, args: Value) -> (Value, Option<Value>) {
     let mut conn = connect(agent);
+    conn.set_timeout(Duration::from_secs(60));
     let reply = conn.execute("guest-exec", args).expect("guest-exec reply");
     let Some(pid) = reply.pointer("/return/pid").cloned() else {
         return (reply, None);
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let st = conn
             .execute("guest-exec-status", json!({ "pid": pid }))
