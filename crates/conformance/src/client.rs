@@ -47,6 +47,8 @@ pub struct Conn {
     scanned: usize,
     /// Timeout of [`Conn::request`] and friends.
     timeout: Duration,
+    /// Scratch buffer for `read`, allocated on first use.
+    rbuf: Vec<u8>,
 }
 
 impl Conn {
@@ -56,6 +58,7 @@ impl Conn {
             buf: Vec::new(),
             scanned: 0,
             timeout: REPLY_TIMEOUT,
+            rbuf: Vec::new(),
         }
     }
 
@@ -220,13 +223,15 @@ impl Conn {
             });
         }
         self.stream.set_read_timeout(Some(left))?;
-        // Read straight into the buffer; grow the read size with the reply so that 64 MiB
-        // replies take few syscalls while a ping still zeroes only 64 KiB.
-        let old = self.buf.len();
-        let want = (old / 2).clamp(1 << 16, 1 << 24);
-        self.buf.resize(old + want, 0);
-        let res = self.stream.read(&mut self.buf[old..]);
-        self.buf.truncate(old + *res.as_ref().unwrap_or(&0));
+        // A persistent 1 MiB scratch buffer: one read drains a full socket buffer, and nothing
+        // is re-zeroed per call (that made 64 MiB replies quadratic-ish).
+        if self.rbuf.is_empty() {
+            self.rbuf = vec![0u8; 1 << 20];
+        }
+        let res = self.stream.read(&mut self.rbuf);
+        if let Ok(n) = res {
+            self.buf.extend_from_slice(&self.rbuf[..n]);
+        }
         match res {
             Ok(0) => Err(ClientError::Eof {
                 partial: preview(&self.buf),
