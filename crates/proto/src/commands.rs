@@ -365,15 +365,33 @@ mod tests {
             let map = args.as_object().cloned().unwrap_or_default();
             assert!(validate(&map, spec.params).is_ok(), "{}", spec.name);
             match spec.name {
-                "guest-sync" => drop(serde_json::from_value::<SyncArgs>(args)?),
-                "guest-file-open" => drop(serde_json::from_value::<FileOpenArgs>(args)?),
-                "guest-file-read" => drop(serde_json::from_value::<FileReadArgs>(args)?),
-                "guest-file-write" => drop(serde_json::from_value::<FileWriteArgs>(args)?),
-                "guest-file-seek" => drop(serde_json::from_value::<FileSeekArgs>(args)?),
-                "guest-exec" => drop(serde_json::from_value::<ExecArgs>(args)?),
-                "guest-exec-status" => drop(serde_json::from_value::<ExecStatusArgs>(args)?),
-                "guest-set-time" => drop(serde_json::from_value::<SetTimeArgs>(args)?),
-                "guest-shutdown" => drop(serde_json::from_value::<ShutdownArgs>(args)?),
+                "guest-sync" => {
+                    let _: SyncArgs = serde_json::from_value(args)?;
+                }
+                "guest-file-open" => {
+                    let _: FileOpenArgs = serde_json::from_value(args)?;
+                }
+                "guest-file-read" => {
+                    let _: FileReadArgs = serde_json::from_value(args)?;
+                }
+                "guest-file-write" => {
+                    let _: FileWriteArgs = serde_json::from_value(args)?;
+                }
+                "guest-file-seek" => {
+                    let _: FileSeekArgs = serde_json::from_value(args)?;
+                }
+                "guest-exec" => {
+                    let _: ExecArgs = serde_json::from_value(args)?;
+                }
+                "guest-exec-status" => {
+                    let _: ExecStatusArgs = serde_json::from_value(args)?;
+                }
+                "guest-set-time" => {
+                    let _: SetTimeArgs = serde_json::from_value(args)?;
+                }
+                "guest-shutdown" => {
+                    let _: ShutdownArgs = serde_json::from_value(args)?;
+                }
                 other => panic!("no struct check for {other}"),
             }
         }
