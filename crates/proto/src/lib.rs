@@ -15,6 +15,7 @@ pub mod commands;
 pub mod envelope;
 pub mod error;
 pub mod framer;
+pub mod fuzzing;
 pub mod schema;
 pub mod wire;
 
