@@ -51,10 +51,12 @@ fn error_table_class_and_text() {
             .map(|i| exchange(&mut c, i.as_bytes()))
             .collect::<Vec<_>>()
     });
+    let mut d = Divergences::default();
     for ((input, qr), pr) in BAD_INPUTS.iter().zip(&q).zip(&p) {
         assert!(!qr.is_empty(), "qemu-ga sent no error for {input}");
-        assert_same(input, &json!(qr), &json!(pr), &ShapeOpts::exact());
+        d.same(input, &json!(qr), &json!(pr), &ShapeOpts::exact());
     }
+    d.finish();
 }
 
 /// The reference table (§1) is what qemu-ga 7.2 really says; pin it so a qemu-ga upgrade that
@@ -323,10 +325,12 @@ fn osinfo_host_name_timezone_users_fsfreeze_status_are_equal() {
         let mut c = connect(a);
         cmds.map(|cmd| c.execute(cmd, Value::Null).expect("reply"))
     });
+    let mut d = Divergences::default();
     for ((cmd, qv), pv) in cmds.iter().zip(&q).zip(&p) {
         assert!(qv.get("return").is_some(), "qemu-ga {cmd} failed: {qv}");
-        assert_same(cmd, qv, pv, &ShapeOpts::exact());
+        d.same(cmd, qv, pv, &ShapeOpts::exact());
     }
+    d.finish();
 }
 
 #[test]
@@ -589,15 +593,17 @@ fn exec_results_are_equal() {
             .map(|c| exec_and_wait(a, serde_json::from_str(c).expect("case json")))
             .collect::<Vec<_>>()
     });
+    let mut d = Divergences::default();
     for ((case, (qe, qs)), (pe, ps)) in EXEC_CASES.iter().zip(&q).zip(&p) {
-        assert_same(&format!("exec {case}"), qe, pe, &ShapeOpts::exact());
-        assert_same(
+        d.same(&format!("exec {case}"), qe, pe, &ShapeOpts::exact());
+        d.same(
             &format!("exec-status {case}"),
             &json!(qs),
             &json!(ps),
             &ShapeOpts::exact(),
         );
     }
+    d.finish();
 }
 
 /// guest-exec failures (missing binary, not executable, bad base64, bad types) and
@@ -626,9 +632,11 @@ fn exec_errors_agree() {
         out.push(c.execute("guest-exec-status", json!({})).expect("reply"));
         out
     });
+    let mut d = Divergences::default();
     for (i, (qv, pv)) in q.iter().zip(&p).enumerate() {
-        assert_same_error(&format!("exec error case {i}"), qv, pv);
+        d.same_error(&format!("exec error case {i}"), qv, pv);
     }
+    d.finish();
 }
 
 /// The first status with exited=true reaps the entry: asking again is an error in both.
@@ -947,14 +955,16 @@ fn inventory_commands_same_outcome_and_shape() {
         let mut c = connect(a);
         cmds.map(|cmd| c.execute(cmd, Value::Null).expect("reply"))
     });
+    let mut d = Divergences::default();
     for ((cmd, qv), pv) in cmds.iter().zip(&q).zip(&p) {
         match error_of(qv) {
-            Some((class, _)) => assert_eq!(
-                Some(class),
-                error_of(pv).map(|e| e.0),
-                "{cmd}: {qv} vs {pv}"
+            Some((class, _)) => d.same(
+                cmd,
+                &json!(class),
+                &json!(error_of(pv).map(|e| e.0)),
+                &ShapeOpts::exact(),
             ),
-            None => assert_same(
+            None => d.same(
                 cmd,
                 qv,
                 pv,
@@ -962,4 +972,5 @@ fn inventory_commands_same_outcome_and_shape() {
             ),
         }
     }
+    d.finish();
 }

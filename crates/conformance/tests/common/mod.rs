@@ -8,11 +8,42 @@ use serde_json::{json, Value};
 
 /// Panic unless `q` (qemu-ga) and `p` (porthole) agree under `opts`.
 pub fn assert_same(what: &str, q: &Value, p: &Value, opts: &ShapeOpts) {
+    if let Some(msg) = differ(what, q, p, opts) {
+        panic!("{msg}");
+    }
+}
+
+/// `Some(description)` when `q` (qemu-ga) and `p` (porthole) disagree under `opts`.
+pub fn differ(what: &str, q: &Value, p: &Value, opts: &ShapeOpts) -> Option<String> {
     let diffs = compare_shape(q, p, opts);
-    assert!(
-        diffs.is_empty(),
-        "{what}: porthole differs from qemu-ga\n  qemu-ga : {q}\n  porthole: {p}\n  diffs: {diffs:#?}"
-    );
+    (!diffs.is_empty()).then(|| {
+        format!("{what}: porthole differs from qemu-ga\n  qemu-ga : {q}\n  porthole: {p}\n  diffs: {diffs:#?}")
+    })
+}
+
+/// Collects every divergence of a test so one run lists them all, then fails once.
+#[derive(Default)]
+pub struct Divergences(Vec<String>);
+
+impl Divergences {
+    pub fn same(&mut self, what: &str, q: &Value, p: &Value, opts: &ShapeOpts) {
+        self.0.extend(differ(what, q, p, opts));
+    }
+    pub fn same_error(&mut self, what: &str, q: &Value, p: &Value) {
+        if porthole_conformance::error_of(q).is_none() {
+            self.0.push(format!("{what}: qemu-ga did not fail: {q}"));
+        } else {
+            self.same(what, q, p, &ShapeOpts::exact());
+        }
+    }
+    pub fn finish(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} divergence(s):\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
+    }
 }
 
 /// Same error class and text.
@@ -66,9 +97,11 @@ pub fn run_script(agent: &Agent, steps: &[Step]) -> Vec<Value> {
 
 /// Compare two script transcripts step by step with `opts`.
 pub fn assert_same_transcript(steps: &[Step], q: &[Value], p: &[Value], opts: &ShapeOpts) {
+    let mut d = Divergences::default();
     for (i, (Step(cmd, args), (qv, pv))) in steps.iter().zip(q.iter().zip(p)).enumerate() {
-        assert_same(&format!("step {i}: {cmd} {args}"), qv, pv, opts);
+        d.same(&format!("step {i}: {cmd} {args}"), qv, pv, opts);
     }
+    d.finish();
 }
 
 /// Run guest-exec with `args`; if it succeeds poll guest-exec-status until exited and return
