@@ -909,6 +909,31 @@ fn nesting_too_deep_is_rejected() {
     assert_eq!(class(&q), class(&p), "porthole: {p:?}");
 }
 
+/// Deep but legal nesting: the same verdict from both. With 1000 levels inside `arguments` the
+/// request is within qemu-ga's 1024 limit, so what matters is the outcome: guest-sync rejects
+/// the unknown member `x` with the same error in both (the parser did not choke).
+#[test]
+fn nesting_within_limit_is_parsed() {
+    let depth = 1000;
+    let mut req = br#"{"execute":"guest-sync","arguments":{"id":1,"x":"#.to_vec();
+    req.extend(std::iter::repeat_n(b'[', depth));
+    req.extend(std::iter::repeat_n(b']', depth));
+    req.extend(b"}}");
+    let pair = Pair::new();
+    let (q, p) = pair.each(|a| exchange(&mut connect(a), &req));
+    assert_eq!(
+        q.first().and_then(error_of),
+        Some(("GenericError".into(), "Parameter 'x' is unexpected".into())),
+        "qemu-ga: {q:?}"
+    );
+    assert_same(
+        "1000-deep arguments",
+        &json!(q),
+        &json!(p),
+        &ShapeOpts::exact(),
+    );
+}
+
 /// A client that vanishes mid-request: qemu-ga keeps the half request in its parser (the next
 /// client's first request is swallowed: a documented qemu-ga weakness), so the recovery every
 /// client implements is 0xFF + guest-sync-delimited; it must work in both. porthole's stronger
