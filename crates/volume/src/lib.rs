@@ -1,0 +1,21 @@
+//! Partition tables and volume managers, read-only, over a [`porthole_image::BlockDevice`].
+//!
+//! Everything this crate finds — MBR and GPT partitions, LVM2 logical volumes — is itself a
+//! `BlockDevice`, so the filesystem readers above work the same on a whole disk, a partition
+//! or a striped logical volume spread over several image files. [`scan`] finds them all.
+//!
+//! Disk images are hostile: entry counts, chain lengths, metadata sizes and nesting depths are
+//! capped, and a header claiming more is an [`Error::Limit`], never an allocation.
+
+mod bytes;
+pub mod error;
+pub mod fuzzing;
+pub mod gpt;
+pub mod mbr;
+pub mod partition;
+
+pub use bytes::Dev;
+pub use error::{Error, Result};
+pub use partition::{
+    read_partition_table, Guid, Partition, PartitionKind, PartitionTable, Scheme, TypeId,
+};
