@@ -39,12 +39,6 @@ pub(crate) fn mul(layer: &'static str, offset: u64, a: u64, b: u64, what: &str) 
         .ok_or_else(|| Error::corrupt(layer, offset, format!("{what} overflows")))
 }
 
-/// `a + b` or a [`Error::Corrupt`] naming the overflowing quantity.
-pub(crate) fn add(layer: &'static str, offset: u64, a: u64, b: u64, what: &str) -> Result<u64> {
-    a.checked_add(b)
-        .ok_or_else(|| Error::corrupt(layer, offset, format!("{what} overflows")))
-}
-
 /// The reflected CRC-32 (IEEE polynomial) state update with no pre/post inversion, as LVM uses it
 /// with its own seed. GPT's CRC is the usual inverted form, `crc32fast::hash`.
 pub(crate) fn crc32_raw(seed: u32, data: &[u8]) -> u32 {

@@ -11,11 +11,14 @@ mod bytes;
 pub mod error;
 pub mod fuzzing;
 pub mod gpt;
+pub mod lvm;
 pub mod mbr;
 pub mod partition;
+mod scan;
 
 pub use bytes::Dev;
 pub use error::{Error, Result};
 pub use partition::{
     read_partition_table, Guid, Partition, PartitionKind, PartitionTable, Scheme, TypeId,
 };
+pub use scan::{disk_name, scan, Scan, Volume, VolumeKind};

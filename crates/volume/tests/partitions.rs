@@ -1,4 +1,5 @@
 //! MBR and GPT tables built with sfdisk on plain files, read back through porthole.
+#![allow(clippy::unwrap_used)] // Tests: a panic is a failure report.
 use porthole_image::BlockDevice;
 
 mod common;
