@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn mutated_lvm_never_panics() {
         let text = seed_metadata();
-        let text_hot = [0..text.len()];
+        let text_hot = [0..text.len() / 2, text.len() / 2..text.len()];
         run(text.as_bytes(), 3000, &text_hot, |_| {}, fuzz_lvm_metadata);
         let pv = seed_pv(text.as_bytes(), false);
         let hot = [
