@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod gpt;
 pub mod lvm;
 pub mod mbr;
+pub mod md;
 pub mod partition;
 mod scan;
 

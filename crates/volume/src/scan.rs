@@ -4,6 +4,7 @@
 use crate::bytes::Dev;
 use crate::error::Error;
 use crate::lvm::{self, PhysicalVolume};
+use crate::md;
 use crate::partition::read_partition_table;
 
 /// What a found volume is.
@@ -12,6 +13,8 @@ pub enum VolumeKind {
     /// A whole disk without a partition table (its content is a filesystem or an LVM PV).
     Disk,
     Partition,
+    /// A Linux md RAID1 array, read through one of its members.
+    MdArray,
     LogicalVolume,
 }
 
@@ -24,7 +27,8 @@ pub struct Volume {
     pub mapper_path: Option<String>,
     pub kind: VolumeKind,
     pub size: u64,
-    /// The partition type name ("Linux filesystem"), "LVM2 PV", "LVM2 LV" or "unknown".
+    /// The partition type name ("Linux filesystem"), "LVM2 PV", "Linux RAID member",
+    /// "Linux RAID1", "LVM2 LV" or "unknown".
     pub type_name: String,
     /// PARTUUID for partitions (as blkid prints it), the LV UUID for logical volumes.
     pub partuuid: Option<String>,
@@ -39,6 +43,13 @@ pub struct Scan {
     pub volumes: Vec<Volume>,
     pub volume_groups: Vec<lvm::VolumeGroup>,
     pub problems: Vec<String>,
+}
+
+/// What the scan collects on its way: PVs and md members, assembled after all disks are read.
+#[derive(Default)]
+struct Found {
+    pvs: Vec<PhysicalVolume>,
+    md: Vec<(md::MdMember, Dev)>,
 }
 
 /// Linux's disk naming: sda..sdz, sdaa...
@@ -59,11 +70,12 @@ pub fn disk_name(index: usize) -> String {
 /// damaged disk does not hide the others.
 pub fn scan(disks: &[Dev]) -> Scan {
     let mut out = Scan::default();
-    let mut pvs = Vec::new();
+    let mut found = Found::default();
     for (i, disk) in disks.iter().enumerate() {
-        scan_disk(&disk_name(i), disk, &mut out, &mut pvs);
+        scan_disk(&disk_name(i), disk, &mut out, &mut found);
     }
-    match lvm::assemble_pvs(&pvs) {
+    add_md_arrays(&mut out, &mut found);
+    match lvm::assemble_pvs(&found.pvs) {
         Ok(groups) => {
             for vg in &groups {
                 add_lvs(vg, &mut out);
@@ -75,14 +87,14 @@ pub fn scan(disks: &[Dev]) -> Scan {
     out
 }
 
-fn scan_disk(path: &str, disk: &Dev, out: &mut Scan, pvs: &mut Vec<PhysicalVolume>) {
+fn scan_disk(path: &str, disk: &Dev, out: &mut Scan, found: &mut Found) {
     match read_partition_table(disk) {
         Ok(Some(table)) => {
             out.problems
                 .extend(table.warnings.iter().map(|w| format!("{path}: {w}")));
             for p in &table.partitions {
                 let ppath = format!("{path}{}", p.number);
-                probe_pv(&ppath, &p.device, out, pvs);
+                probe_member(&ppath, &p.device, out, found);
                 out.volumes.push(Volume {
                     path: ppath,
                     mapper_path: None,
@@ -96,13 +108,13 @@ fn scan_disk(path: &str, disk: &Dev, out: &mut Scan, pvs: &mut Vec<PhysicalVolum
             }
         }
         Ok(None) => {
-            let is_pv = probe_pv(path, disk, out, pvs);
+            let type_name = probe_member(path, disk, out, found).unwrap_or("unknown");
             out.volumes.push(Volume {
                 path: path.to_string(),
                 mapper_path: None,
                 kind: VolumeKind::Disk,
                 size: disk.size(),
-                type_name: if is_pv { "LVM2 PV" } else { "unknown" }.to_string(),
+                type_name: type_name.to_string(),
                 partuuid: None,
                 name: None,
                 device: disk.clone(),
@@ -112,17 +124,64 @@ fn scan_disk(path: &str, disk: &Dev, out: &mut Scan, pvs: &mut Vec<PhysicalVolum
     }
 }
 
+/// Collects the device as an md member or else as an LVM PV; returns what it is. md comes
+/// first: a 1.0 member starts with the array's data, so an LVM label inside the array would
+/// also be seen on the member.
+fn probe_member(path: &str, dev: &Dev, out: &mut Scan, found: &mut Found) -> Option<&'static str> {
+    match md::probe(dev) {
+        Ok(Some(member)) => {
+            found.md.push((member, dev.clone()));
+            return Some("Linux RAID member");
+        }
+        Ok(None) => {}
+        Err(e) => out.problems.push(format!("{path}: {e}")),
+    }
+    probe_pv(path, dev, out, found).then_some("LVM2 PV")
+}
+
 /// Collects the device as a PV if it carries an LVM label; returns whether it does.
-fn probe_pv(path: &str, dev: &Dev, out: &mut Scan, pvs: &mut Vec<PhysicalVolume>) -> bool {
+fn probe_pv(path: &str, dev: &Dev, out: &mut Scan, found: &mut Found) -> bool {
     match lvm::probe(dev) {
         Ok(Some(pv)) => {
-            pvs.push(pv);
+            found.pvs.push(pv);
             true
         }
         Ok(None) => false,
         Err(e) => {
             out.problems.push(format!("{path}: {e}"));
             !matches!(e, Error::Device(_))
+        }
+    }
+}
+
+/// One volume per md array (read through the member with the most recent event count), and
+/// the arrays probed for LVM PVs.
+fn add_md_arrays(out: &mut Scan, found: &mut Found) {
+    let mut members = std::mem::take(&mut found.md);
+    // Newest first within each array, arrays in UUID order.
+    members.sort_by(|a, b| {
+        a.0.array_uuid
+            .cmp(&b.0.array_uuid)
+            .then(b.0.events.cmp(&a.0.events))
+    });
+    members.dedup_by(|a, b| a.0.array_uuid == b.0.array_uuid);
+    for (member, dev) in members {
+        let path = member.dev_path();
+        match md::raid1_device(&dev, &member) {
+            Ok(array) => {
+                probe_pv(&path, &array, out, found);
+                out.volumes.push(Volume {
+                    path,
+                    mapper_path: None,
+                    kind: VolumeKind::MdArray,
+                    size: array.size(),
+                    type_name: "Linux RAID1".to_string(),
+                    partuuid: None,
+                    name: Some(member.name.clone()),
+                    device: array,
+                });
+            }
+            Err(e) => out.problems.push(format!("{path}: {e}")),
         }
     }
 }
