@@ -79,6 +79,16 @@ pub fn fuzz_lvm_pv(data: &[u8]) {
     }
 }
 
+/// md superblock probing and the RAID1 data device.
+pub fn fuzz_md(data: &[u8]) {
+    let dev = mem(data);
+    if let Ok(Some(member)) = crate::md::probe(&dev) {
+        if let Ok(array) = crate::md::raid1_device(&dev, &member) {
+            touch(array.as_ref());
+        }
+    }
+}
+
 /// Everything at once: `data` as one disk given to [`crate::scan`].
 pub fn fuzz_scan(data: &[u8]) {
     for v in crate::scan(&[mem(data)]).volumes {
@@ -283,6 +293,35 @@ pub fn fix_pv_crcs(d: &mut [u8]) {
     put(d, 512 + 16, &crc.to_le_bytes());
 }
 
+/// A 64 KiB RAID1 member with a 1.2 superblock at 4 KiB and data from 8 KiB.
+pub fn seed_md() -> Vec<u8> {
+    let mut d = vec![0u8; 64 * 1024];
+    let sb = 4096;
+    put(&mut d, sb, &crate::md::MD_MAGIC.to_le_bytes());
+    put(&mut d, sb + 4, &1u32.to_le_bytes());
+    put(&mut d, sb + 16, &[0x5a; 16]);
+    put(&mut d, sb + 32, b"host:seed");
+    put(&mut d, sb + 72, &1u32.to_le_bytes());
+    put(&mut d, sb + 80, &100u64.to_le_bytes());
+    put(&mut d, sb + 92, &2u32.to_le_bytes());
+    put(&mut d, sb + 128, &16u64.to_le_bytes());
+    put(&mut d, sb + 136, &100u64.to_le_bytes());
+    put(&mut d, sb + 144, &8u64.to_le_bytes());
+    put(&mut d, sb + 220, &2u32.to_le_bytes());
+    fix_md_csum(&mut d);
+    d
+}
+
+/// Recomputes the checksum of the 1.2 superblock at 4 KiB.
+pub fn fix_md_csum(d: &mut [u8]) {
+    let Some(sb) = d.get_mut(4096..8192) else {
+        return;
+    };
+    let max_dev = crate::bytes::le_u32(sb, 220).min(1920);
+    let csum = crate::md::checksum(sb, max_dev);
+    put(sb, 216, &csum.to_le_bytes());
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -391,5 +430,14 @@ mod tests {
         let pv = seed_pv(text.as_bytes(), true);
         run(&pv, 1000, &hot, fix_pv_crcs, fuzz_lvm_pv);
         run(&pv, 300, &hot, fix_pv_crcs, fuzz_scan);
+    }
+
+    #[test]
+    fn mutated_md_superblocks_never_panic() {
+        let md = seed_md();
+        assert!(crate::md::probe(&mem(&md)).unwrap().is_some());
+        let hot = [4096..4096 + 256, 4096 + 256..4096 + 264];
+        run(&md, 3000, &hot, fix_md_csum, fuzz_md);
+        run(&md, 300, &hot, fix_md_csum, fuzz_scan);
     }
 }
