@@ -212,18 +212,17 @@ impl VolumeGroup {
 
     /// Resolves one segment's stripes to slices of PV devices (each slice bounds-checked).
     fn segment(&self, lv: &LvMeta, seg: &metadata::SegmentMeta) -> Result<Segment> {
-        let SegmentKind::Striped {
-            stripe_size,
-            stripes,
-        } = &seg.kind
-        else {
-            let SegmentKind::Other(ty) = &seg.kind else {
-                unreachable!()
-            };
-            return Err(Error::Unsupported {
-                layer: LAYER,
-                what: format!("LV {}/{} has a \"{ty}\" segment", self.name, lv.name),
-            });
+        let (stripe_size, stripes) = match &seg.kind {
+            SegmentKind::Striped {
+                stripe_size,
+                stripes,
+            } => (stripe_size, stripes),
+            SegmentKind::Other(ty) => {
+                return Err(Error::Unsupported {
+                    layer: LAYER,
+                    what: format!("LV {}/{} has a \"{ty}\" segment", self.name, lv.name),
+                })
+            }
         };
         let n = stripes.len() as u64;
         if seg.extent_count == 0 || seg.extent_count % n != 0 {
