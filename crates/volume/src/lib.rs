@@ -1,8 +1,16 @@
 //! Partition tables and volume managers, read-only, over a [`porthole_image::BlockDevice`].
 //!
-//! Everything this crate finds — MBR and GPT partitions, LVM2 logical volumes — is itself a
-//! `BlockDevice`, so the filesystem readers above work the same on a whole disk, a partition
-//! or a striped logical volume spread over several image files. [`scan`] finds them all.
+//! Everything this crate finds — MBR and GPT partitions, LVM2 logical volumes, md RAID1
+//! arrays — is itself a `BlockDevice`, so the filesystem readers above work the same on a
+//! whole disk, a partition or a striped logical volume spread over several image files.
+//! [`scan`] finds them all, named as a Linux guest would name them.
+//!
+//! Module map: [`partition`] (the shared model and scheme detection), [`mbr`], [`gpt`],
+//! [`lvm`] (label, text metadata, LV mapping), [`md`] (RAID1 members), [`fuzzing`] (entry
+//! points that must never panic, and crafted seed images).
+//!
+//! Sector size is 512 bytes throughout; 4096-byte-sector (4Kn) partition tables are not
+//! detected.
 //!
 //! Disk images are hostile: entry counts, chain lengths, metadata sizes and nesting depths are
 //! capped, and a header claiming more is an [`Error::Limit`], never an allocation.
