@@ -80,6 +80,15 @@ pub fn scan(disks: &[Dev]) -> Scan {
             for vg in &groups {
                 add_lvs(vg, &mut out);
             }
+            for pv in &found.pvs {
+                let uuid = &pv.label.pv_uuid;
+                if !groups.iter().any(|g| g.pvs.iter().any(|p| &p.uuid == uuid)) {
+                    out.problems.push(format!(
+                        "LVM physical volume {uuid} belongs to no volume group found \
+                         (it has no metadata copy and no PV with one lists it)"
+                    ));
+                }
+            }
             out.volume_groups = groups;
         }
         Err(e) => out.problems.push(format!("LVM: {e}")),

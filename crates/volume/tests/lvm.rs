@@ -206,7 +206,7 @@ fn partition_2(disk: &Path) -> (u64, u64) {
     )
 }
 
-const RECIPE: &str = "v5: a.img b.img 24M pvs; vg porthole-vg -s 1M; lin 3M on a + 2M on b; str -i2 -I64k 8M; my-lv 1M on a; \
+const RECIPE: &str = "v6: a.img b.img 24M pvs (b without metadata); vg porthole-vg -s 1M; lin 3M on a + 2M on b; str -i2 -I64k 8M; my-lv 1M on a; \
 disk.img 32M gpt p1 linux 4M p2 lvm rest; vg scanvg; root 6M";
 
 /// Builds (once, cached) two PV images for `porthole-vg` and a GPT disk whose second
@@ -224,7 +224,9 @@ fn images() -> Vec<PathBuf> {
         let (la, lb) = (Loop::attach(a, 0, None), Loop::attach(b, 0, None));
         let lp = Loop::attach(disk, 10240 * 512, Some(part_size));
         let all = [&la, &lb, &lp];
-        lvm(&all, &["pvcreate", "-y", &la.0, &lb.0, &lp.0]);
+        lvm(&all, &["pvcreate", "-y", &la.0, &lp.0]);
+        // b carries no metadata copy: it is recognised by its PV UUID alone.
+        lvm(&all, &["pvcreate", "-y", "--metadatacopies", "0", &lb.0]);
         lvm(&all, &["vgcreate", "-s", "1M", "porthole-vg", &la.0, &lb.0]);
         lvm(&all, &["vgcreate", "-s", "1M", "scanvg", &lp.0]);
         lvcreate(&all, &["-L", "3M", "-n", "lin", "porthole-vg", &la.0]);
@@ -338,6 +340,22 @@ fn missing_pv_is_reported_and_only_fails_lvs_on_it() {
         "{err}"
     );
     check_lv(&vg.logical_volume("my-lv").unwrap(), 1 << 20);
+}
+
+#[test]
+fn pv_without_metadata_alone_belongs_to_no_vg() {
+    let p = images();
+    let pv = lvm::probe(&open(&p[1])).unwrap().expect("b is a PV");
+    assert!(pv.label.metadata_areas.is_empty());
+    assert!(pv.metadata.is_none());
+    assert!(lvm::assemble(&[open(&p[1])]).unwrap().is_empty());
+    let found = scan(&[open(&p[1])]);
+    assert_eq!(found.volumes.len(), 1);
+    assert!(
+        found.problems[0].contains("belongs to no volume group"),
+        "{:?}",
+        found.problems
+    );
 }
 
 #[test]
