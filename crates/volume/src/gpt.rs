@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use crate::bytes::{field, le_u32, le_u64, read_at, Dev};
 use crate::error::{Error, Result};
-use crate::partition::{
-    self, Guid, Partition, PartitionKind, PartitionTable, Scheme, TypeId, SECTOR,
-};
+use crate::partition::{self, Guid, Partition, PartitionKind, PartitionTable, Scheme, TypeId};
 
 const LAYER: &str = "GPT";
 /// Entry arrays larger than this are refused (the usual array is 128 x 128 = 16 KiB).
@@ -99,9 +97,9 @@ pub fn kind_of(g: &Guid) -> PartitionKind {
 }
 
 impl Header {
-    /// Parses and validates one header sector read from `lba`.
+    /// Parses and validates one header sector read from `lba` (the slice is one sector).
     pub fn parse(sector: &[u8], lba: u64) -> Result<Header> {
-        let offset = lba.saturating_mul(SECTOR);
+        let offset = lba.saturating_mul(sector.len() as u64);
         let bad = |what: String| Error::corrupt(LAYER, offset, what);
         if sector.get(0..8) != Some(&b"EFI PART"[..]) {
             return Err(bad("no \"EFI PART\" signature".into()));
@@ -181,14 +179,14 @@ impl Header {
 }
 
 /// Reads header + entry array at `lba`, checking both CRCs.
-fn read_copy(disk: &Dev, lba: u64) -> Result<(Header, Vec<Entry>)> {
+fn read_copy(disk: &Dev, ss: u64, lba: u64) -> Result<(Header, Vec<Entry>)> {
     let offset = lba
-        .checked_mul(SECTOR)
+        .checked_mul(ss)
         .ok_or_else(|| Error::corrupt(LAYER, 0, "header LBA overflows"))?;
-    let header = Header::parse(&read_at(disk.as_ref(), offset, SECTOR as usize)?, lba)?;
+    let header = Header::parse(&read_at(disk.as_ref(), offset, ss as usize)?, lba)?;
     let array_offset = header
         .entries_lba
-        .checked_mul(SECTOR)
+        .checked_mul(ss)
         .ok_or_else(|| Error::corrupt(LAYER, offset, "entry array LBA overflows"))?;
     let array = read_at(disk.as_ref(), array_offset, header.array_bytes())?;
     let computed = crc32fast::hash(&array);
@@ -240,11 +238,12 @@ fn utf16_name(b: &[u8]) -> String {
 
 /// Reads a GPT disk: the primary copy, or the backup at the last LBA when the primary is
 /// damaged (recorded in `used_backup_gpt` and `warnings`).
-pub fn read(disk: &Dev) -> Result<PartitionTable> {
-    let last_lba = (disk.size() / SECTOR).saturating_sub(1);
-    let (header, entries, used_backup, mut warnings) = match read_copy(disk, 1) {
+pub fn read(disk: &Dev, sector_size: u64) -> Result<PartitionTable> {
+    let ss = sector_size;
+    let last_lba = (disk.size() / ss).saturating_sub(1);
+    let (header, entries, used_backup, mut warnings) = match read_copy(disk, ss, 1) {
         Ok((h, e)) => (h, e, false, Vec::new()),
-        Err(primary) => match read_copy(disk, last_lba) {
+        Err(primary) => match read_copy(disk, ss, last_lba) {
             Ok((h, e)) => {
                 let warning =
                     format!("primary GPT unusable ({primary}); using the backup at LBA {last_lba}");
@@ -260,13 +259,14 @@ pub fn read(disk: &Dev) -> Result<PartitionTable> {
     };
     let mut partitions = Vec::new();
     for e in entries {
-        match to_partition(disk, &header, &e) {
+        match to_partition(disk, ss, &header, &e) {
             Ok(p) => partitions.push(p),
             Err(err) => warnings.push(format!("GPT entry {}: {err}", e.index + 1)),
         }
     }
     Ok(PartitionTable {
         scheme: Scheme::Gpt,
+        sector_size: ss,
         disk_id: header.disk_guid.to_string(),
         partitions,
         used_backup_gpt: used_backup,
@@ -274,7 +274,7 @@ pub fn read(disk: &Dev) -> Result<PartitionTable> {
     })
 }
 
-fn to_partition(disk: &Dev, header: &Header, e: &Entry) -> Result<Partition> {
+fn to_partition(disk: &Dev, ss: u64, header: &Header, e: &Entry) -> Result<Partition> {
     if e.last_lba < e.first_lba {
         let what = format!(
             "last LBA {} is before first LBA {}",
@@ -282,16 +282,17 @@ fn to_partition(disk: &Dev, header: &Header, e: &Entry) -> Result<Partition> {
         );
         return Err(Error::corrupt(
             LAYER,
-            header.entries_lba.saturating_mul(SECTOR),
+            header.entries_lba.saturating_mul(ss),
             what,
         ));
     }
     let sectors = e.last_lba - e.first_lba + 1;
-    let device = partition::slice(disk, LAYER, e.first_lba, sectors)?;
+    let device = partition::slice(disk, LAYER, ss, e.first_lba, sectors)?;
     Ok(Partition {
         number: e.index + 1,
         start_lba: e.first_lba,
         sectors,
+        sector_size: ss,
         type_id: TypeId::Gpt(e.type_guid),
         partuuid: e.unique_guid.to_string(),
         name: Some(e.name.clone()),

@@ -9,8 +9,8 @@
 //! [`lvm`] (label, text metadata, LV mapping), [`md`] (RAID1 members), [`fuzzing`] (entry
 //! points that must never panic, and crafted seed images).
 //!
-//! Sector size is 512 bytes throughout; 4096-byte-sector (4Kn) partition tables are not
-//! detected.
+//! MBR disks use 512-byte sectors; GPT disks are read with 512- or 4096-byte (4Kn) sectors,
+//! whichever places an "EFI PART" header at LBA 1 or at the last LBA.
 //!
 //! Disk images are hostile: entry counts, chain lengths, metadata sizes and nesting depths are
 //! capped, and a header claiming more is an [`Error::Limit`], never an allocation.

@@ -86,6 +86,7 @@ pub fn kind_of(t: u8) -> PartitionKind {
 pub fn read(disk: &Dev, mbr: &Mbr) -> Result<PartitionTable> {
     let mut table = PartitionTable {
         scheme: Scheme::Mbr,
+        sector_size: SECTOR,
         disk_id: format!("{:08x}", mbr.disk_signature),
         partitions: Vec::new(),
         used_backup_gpt: false,
@@ -185,11 +186,12 @@ fn read_logical(disk: &Dev, table: &mut PartitionTable, sig: u32, ext: &Entry) -
 /// rest of the table stays readable.
 fn push(disk: &Dev, table: &mut PartitionTable, sig: u32, number: u32, start: u64, e: &Entry) {
     let sectors = u64::from(e.sectors);
-    match partition::slice(disk, LAYER, start, sectors) {
+    match partition::slice(disk, LAYER, SECTOR, start, sectors) {
         Ok(dev) => table.partitions.push(Partition {
             number,
             start_lba: start,
             sectors,
+            sector_size: SECTOR,
             type_id: TypeId::Mbr(e.type_byte),
             partuuid: format!("{sig:08x}-{number:02x}"),
             name: None,

@@ -9,8 +9,10 @@ use crate::bytes::{read_at, Dev};
 use crate::error::{Error, Result};
 use crate::{gpt, mbr};
 
-/// Sector size assumed for partition tables. 4096-byte-sector disks are not detected.
+/// Sector size of MBR disks, and of GPT disks unless the GPT header is found at 4096 instead.
 pub const SECTOR: u64 = 512;
+/// The other logical sector size a GPT disk (4Kn) may use.
+pub const SECTOR_4K: u64 = 4096;
 
 /// Which partitioning scheme a table uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +142,8 @@ pub struct Partition {
     pub number: u32,
     pub start_lba: u64,
     pub sectors: u64,
+    /// Logical sector size the LBAs count in (512, or 4096 for a 4Kn GPT disk).
+    pub sector_size: u64,
     pub type_id: TypeId,
     /// PARTUUID as blkid prints it.
     pub partuuid: String,
@@ -154,7 +158,7 @@ impl Partition {
         self.type_id.kind()
     }
     pub fn size(&self) -> u64 {
-        self.sectors.saturating_mul(SECTOR)
+        self.sectors.saturating_mul(self.sector_size)
     }
 }
 
@@ -162,6 +166,8 @@ impl Partition {
 #[derive(Debug, Clone)]
 pub struct PartitionTable {
     pub scheme: Scheme,
+    /// Logical sector size (512, or 4096 for a 4Kn GPT disk).
+    pub sector_size: u64,
     /// PTUUID as blkid prints it: the MBR disk signature as 8 hex digits, or the GPT disk GUID.
     pub disk_id: String,
     pub partitions: Vec<Partition>,
@@ -183,21 +189,39 @@ pub fn read_partition_table(disk: &Dev) -> Result<Option<PartitionTable>> {
         return Ok(None);
     };
     if mbr.is_protective() {
-        gpt::read(disk).map(Some)
+        gpt::read(disk, gpt_sector_size(disk)?).map(Some)
     } else {
         mbr::read(disk, &mbr).map(Some)
     }
+}
+
+/// 4096 when a GPT header ("EFI PART") is at LBA 1 or the last LBA only when counting in
+/// 4096-byte sectors; 512 otherwise (including when neither has one: the error then names 512).
+fn gpt_sector_size(disk: &Dev) -> Result<u64> {
+    let size = disk.size();
+    for ss in [SECTOR, SECTOR_4K] {
+        for offset in [ss, (size / ss).saturating_sub(1) * ss] {
+            if offset >= ss
+                && offset + 8 <= size
+                && read_at(disk.as_ref(), offset, 8)? == b"EFI PART"
+            {
+                return Ok(ss);
+            }
+        }
+    }
+    Ok(SECTOR)
 }
 
 /// Makes the partition device, or explains why the range does not fit the disk.
 pub(crate) fn slice(
     disk: &Dev,
     layer: &'static str,
+    sector_size: u64,
     start_lba: u64,
     sectors: u64,
 ) -> Result<Slice<Dev>> {
-    let start = start_lba.checked_mul(SECTOR);
-    let len = sectors.checked_mul(SECTOR);
+    let start = start_lba.checked_mul(sector_size);
+    let len = sectors.checked_mul(sector_size);
     match (start, len) {
         (Some(start), Some(len)) => Ok(Slice::new(disk.clone(), start, len)?),
         _ => Err(Error::corrupt(

@@ -363,3 +363,89 @@ fn no_boot_signature_means_no_table() {
         .is_none());
     assert!(read_partition_table(&mem(vec![0u8; 10])).unwrap().is_none());
 }
+
+/// A 4Kn disk: GPT in 4096-byte sectors, made with `fdisk -b 4096` (sfdisk 2.38 has no
+/// sector-size option). Returns the image and fdisk's (start, sectors) per partition.
+fn gpt_4k() -> (PathBuf, Vec<(u64, u64)>) {
+    let path = cached("v1 gpt 4Kn 32M: 4M, 8M, 2M", &["gpt4k.img"], |paths| {
+        let path = &paths[0];
+        truncate(path, 32 << 20);
+        let script = "g\nn\n\n\n+4M\nn\n\n\n+8M\nn\n\n\n+2M\nw\n";
+        run(
+            "fdisk",
+            "fdisk",
+            &["-b", "4096", &path.to_string_lossy()],
+            Some(script),
+        );
+        for (start, sectors) in fdisk_4k_parts(path) {
+            dd_write(
+                path,
+                start * 4096,
+                &pattern(&format!("4k {start} head"), 5000),
+            );
+            let end = (start + sectors) * 4096;
+            dd_write(
+                path,
+                end - 5000,
+                &pattern(&format!("4k {start} tail"), 5000),
+            );
+        }
+    })
+    .remove(0);
+    let parts = fdisk_4k_parts(&path);
+    (path, parts)
+}
+
+fn fdisk_4k_parts(path: &Path) -> Vec<(u64, u64)> {
+    let out = run(
+        "fdisk",
+        "fdisk",
+        &[
+            "-b",
+            "4096",
+            "-l",
+            "-o",
+            "Device,Start,Sectors",
+            &path.to_string_lossy(),
+        ],
+        None,
+    );
+    out.lines()
+        .skip_while(|l| !l.starts_with("Device"))
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn gpt_with_4096_byte_sectors() {
+    let (path, parts) = gpt_4k();
+    assert_eq!(parts.len(), 3, "fdisk listed {parts:?}");
+    let table = read_partition_table(&open(&path))
+        .unwrap()
+        .expect("a table");
+    assert_eq!((table.scheme, table.sector_size), (Scheme::Gpt, 4096));
+    let got: Vec<(u64, u64)> = table
+        .partitions
+        .iter()
+        .map(|p| (p.start_lba, p.sectors))
+        .collect();
+    assert_eq!(got, parts);
+    for p in &table.partitions {
+        let start = p.start_lba;
+        assert_eq!(p.size(), p.sectors * 4096);
+        assert!(read(&*p.device, 0, 5000) == pattern(&format!("4k {start} head"), 5000));
+        assert!(
+            read(&*p.device, p.size() - 5000, 5000) == pattern(&format!("4k {start} tail"), 5000)
+        );
+    }
+    // The backup header alone also identifies the sector size.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[4096..4104].copy_from_slice(b"NOT GPT!");
+    let table = read_partition_table(&mem(bytes)).unwrap().expect("a table");
+    assert!(table.used_backup_gpt && table.sector_size == 4096);
+    assert_eq!(table.partitions.len(), 3);
+}
