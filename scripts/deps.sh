@@ -13,7 +13,9 @@ packages=(
   mtools             # mcopy into FAT images without mounting
   ntfs-3g            # mkntfs and ntfs-3g's offline tools
   fdisk              # sfdisk
-  lvm2               # LVM metadata for volume tests
+  lvm2               # real LVM volume groups for the volume tests (on loop devices)
+  mdadm              # mdadm --examine cross-checks the md superblock tests
+  mount              # losetup
   procps             # ps, used by benchmarks
 )
 
