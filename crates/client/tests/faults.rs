@@ -88,12 +88,9 @@ fn serve(mut stream: UnixStream, behaviour: &Behaviour) {
             let reply = if request["execute"] == "guest-sync-delimited" {
                 let id = &request["arguments"]["id"];
                 // Stale junk before the delimiter, as a vanished client leaves it.
-                format!("{{\"return\": 1}}\n\u{0}garbage\u{1}\n")
-                    .into_bytes()
-                    .into_iter()
-                    .chain([0xFF])
-                    .chain(format!("{{\"return\": 99}}\n{{\"return\": {id}}}\n").into_bytes())
-                    .collect()
+                let mut reply = b"{\"return\": 1}\n\x00garbage\x01\n\xff".to_vec();
+                reply.extend(format!("{{\"return\": 99}}\n{{\"return\": {id}}}\n").bytes());
+                reply
             } else {
                 match behaviour {
                     Behaviour::Mute | Behaviour::Silent => continue,
