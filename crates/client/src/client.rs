@@ -3,6 +3,7 @@
 use crate::error::ClientError;
 use crate::transport::{Endpoint, Transport};
 use porthole_proto::framer::{Frame, FrameError, Framer, Limits, RESET_BYTE};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 use std::io;
@@ -138,10 +139,7 @@ impl Client {
         let deadline = Instant::now() + timeout;
         let id = sync_id();
         let mut request = vec![RESET_BYTE];
-        request.extend(request_bytes(
-            SYNC_COMMAND,
-            &json!({"execute": SYNC_COMMAND, "arguments": {"id": id}}),
-        )?);
+        request.extend(build_request(SYNC_COMMAND, json!({ "id": id }))?);
         let handshake_error = |fail: ReadFail, endpoint: String| match fail {
             ReadFail::TimedOut => ClientError::HandshakeTimeout { timeout },
             ReadFail::Closed => ClientError::Closed {
@@ -314,26 +312,36 @@ fn protocol(command: &str, detail: impl Into<String>) -> ClientError {
     }
 }
 
+/// A request envelope; a struct rather than a map so that `execute` comes first on the wire.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    execute: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a Map<String, Value>>,
+}
+
 /// `{"execute": command, "arguments": ...}` as bytes; `null` arguments are left out.
 fn build_request(command: &str, arguments: Value) -> Result<Vec<u8>, ClientError> {
-    let mut request = Map::new();
-    request.insert("execute".into(), Value::String(command.into()));
-    match arguments {
-        Value::Null => {}
-        Value::Object(arguments) => {
-            request.insert("arguments".into(), Value::Object(arguments));
-        }
+    let arguments = match &arguments {
+        Value::Null => None,
+        Value::Object(arguments) => Some(arguments),
         other => {
             return Err(ClientError::InvalidArguments {
                 command: command.into(),
-                detail: format!("arguments must be a JSON object, not {}", kind(&other)),
+                detail: format!("arguments must be a JSON object, not {}", kind(other)),
             })
         }
-    }
-    request_bytes(command, &Value::Object(request))
+    };
+    request_bytes(
+        command,
+        &Envelope {
+            execute: command,
+            arguments,
+        },
+    )
 }
 
-fn request_bytes(command: &str, request: &Value) -> Result<Vec<u8>, ClientError> {
+fn request_bytes(command: &str, request: &impl Serialize) -> Result<Vec<u8>, ClientError> {
     serde_json::to_vec(request).map_err(|e| ClientError::InvalidArguments {
         command: command.into(),
         detail: e.to_string(),
