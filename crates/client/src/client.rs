@@ -136,7 +136,7 @@ impl Client {
         self.frames.clear();
         self.framer.reset();
         let timeout = self.options.handshake_timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let id = sync_id();
         let mut request = vec![RESET_BYTE];
         request.extend(build_request(SYNC_COMMAND, json!({ "id": id }))?);
@@ -216,7 +216,7 @@ impl Client {
     ) -> Result<Value, ClientError> {
         let request = build_request(command, arguments)?;
         self.ensure_sync()?;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let result = self
             .send(command, &request, deadline, timeout)
             .and_then(|()| self.read_reply(command, deadline, timeout));
@@ -239,7 +239,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         let request = build_request(command, arguments)?;
         self.ensure_sync()?;
-        let deadline = Instant::now() + wait;
+        let deadline = deadline_after(wait);
         self.send(command, &request, deadline, wait)?;
         let result = self.read_reply(command, deadline, wait);
         // Whatever happened, a reply may still be on its way.
@@ -303,6 +303,13 @@ impl Client {
             },
         }
     }
+}
+
+/// `timeout` from now; absurd timeouts (`Duration::MAX`) are cut to a year rather than
+/// overflowing the clock.
+fn deadline_after(timeout: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    Instant::now() + timeout.min(YEAR)
 }
 
 fn protocol(command: &str, detail: impl Into<String>) -> ClientError {

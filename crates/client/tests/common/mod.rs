@@ -5,6 +5,7 @@
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const QEMU_GA: &str = "/usr/sbin/qemu-ga";
@@ -13,6 +14,8 @@ pub const QEMU_GA: &str = "/usr/sbin/qemu-ga";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentKind {
     QemuGa,
+    /// porthole's own agent, built from this workspace (or `PORTHOLE_AGENT_BIN`).
+    Porthole,
 }
 
 impl AgentKind {
@@ -26,8 +29,41 @@ impl AgentKind {
                 );
                 PathBuf::from(QEMU_GA)
             }
+            AgentKind::Porthole => porthole_agent().clone(),
         }
     }
+}
+
+/// porthole-agent: `PORTHOLE_AGENT_BIN`, else built once per test binary with the cargo running
+/// the tests, into the workspace's target directory (already built artifacts are reused).
+pub fn porthole_agent() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("PORTHOLE_AGENT_BIN") {
+            return PathBuf::from(bin);
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "porthole-agent",
+                "--bin",
+                "porthole-agent",
+            ])
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo build -p porthole-agent");
+        assert!(status.success(), "cargo build -p porthole-agent failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        let bin = target.join("debug/porthole-agent");
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
+    })
 }
 
 /// Every agent the suites exercise.
