@@ -24,7 +24,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A read asked for bytes outside the device.
-    #[error("read of {len} bytes at offset {offset:#x} is beyond the end of the {size}-byte device")]
+    #[error(
+        "read of {len} bytes at offset {offset:#x} is beyond the end of the {size}-byte device"
+    )]
     OutOfRange { offset: u64, len: usize, size: u64 },
     /// A structure in the image is malformed; names the format and where.
     #[error("{format} at offset {offset:#x}: {what}")]

@@ -1,0 +1,36 @@
+//! The state one agent process shares across all its channels and sessions.
+
+use crate::commands::exec::ExecTable;
+use crate::commands::file::FileTable;
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::state::StateDir;
+use porthole_proto::commands::CommandInfo;
+
+pub struct Agent {
+    pub config: Config,
+    pub policy: Policy,
+    /// `guest-info`'s command list, fixed at start-up.
+    pub commands: Vec<CommandInfo>,
+    /// Open guest-file handles: global to the agent, they outlive the connection that opened them.
+    pub files: FileTable,
+    /// Processes started by guest-exec, until their exit status is collected.
+    pub execs: ExecTable,
+}
+
+impl Agent {
+    pub fn new(
+        config: Config,
+        policy: Policy,
+        commands: Vec<CommandInfo>,
+        state: StateDir,
+    ) -> Self {
+        Self {
+            config,
+            policy,
+            commands,
+            files: FileTable::new(state),
+            execs: ExecTable::default(),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Command handlers, one module per command group, and the table that registers them.
+//!
+//! A new command: add its spec and typed structs to `porthole_proto::commands`, write an
+//! `async fn(Arc<Agent>, Args) -> Result<Value, CommandError>` in the module of its group, and
+//! add one line to [`registry`].
+
+pub mod exec;
+pub mod file;
+pub mod power;
+pub mod system;
+
+use crate::agent::Agent;
+use crate::dispatch::Registry;
+use porthole_proto::commands::{self as spec, SyncArgs};
+use porthole_proto::CommandError;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Arguments of a command that takes none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// Every command porthole-agent serves, in `guest-info` order.
+pub fn registry() -> Registry {
+    let mut r = Registry::default();
+    r.add(spec::GUEST_SYNC_DELIMITED, sync);
+    r.add(spec::GUEST_SYNC, sync);
+    r.add(spec::GUEST_PING, ping);
+    r.add(spec::GUEST_INFO, info);
+    r.add(spec::GUEST_GET_OSINFO, system::osinfo);
+    r.add(spec::GUEST_GET_HOST_NAME, system::host_name);
+    r.add(spec::GUEST_GET_TIMEZONE, system::timezone);
+    r.add(spec::GUEST_GET_TIME, system::get_time);
+    r.add(spec::GUEST_SET_TIME, system::set_time);
+    r.add(spec::GUEST_GET_USERS, system::users);
+    r.add(spec::GUEST_FILE_OPEN, file::open);
+    r.add(spec::GUEST_FILE_READ, file::read);
+    r.add(spec::GUEST_FILE_WRITE, file::write);
+    r.add(spec::GUEST_FILE_SEEK, file::seek);
+    r.add(spec::GUEST_FILE_FLUSH, file::flush);
+    r.add(spec::GUEST_FILE_CLOSE, file::close);
+    r.add(spec::GUEST_EXEC, exec::exec);
+    r.add(spec::GUEST_EXEC_STATUS, exec::status);
+    r.add(spec::GUEST_SHUTDOWN, power::shutdown);
+    r
+}
+
+/// guest-sync and guest-sync-delimited: echo the id (the session adds the 0xFF delimiter).
+async fn sync(_agent: Arc<Agent>, args: SyncArgs) -> Result<Value, CommandError> {
+    Ok(json!(args.id))
+}
+
+async fn ping(_agent: Arc<Agent>, _args: NoArgs) -> Result<Value, CommandError> {
+    Ok(json!({}))
+}
+
+async fn info(agent: Arc<Agent>, _args: NoArgs) -> Result<Value, CommandError> {
+    Ok(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "supported_commands": agent.commands,
+    }))
+}
+
+/// Runs blocking work (file I/O, spawning helpers) off the async threads.
+pub async fn blocking<F>(work: F) -> Result<Value, CommandError>
+where
+    F: FnOnce() -> Result<Value, CommandError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CommandError::internal(format!("worker failed: {e}")))?
+}
+
+/// strerror(3)'s text for an I/O error, as qemu-ga prints it (no "(os error N)" suffix).
+pub fn errno_text(error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => error.to_string(),
+    }
+}

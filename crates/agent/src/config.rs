@@ -1,0 +1,373 @@
+//! The agent's configuration: qemu-ga's command line, porthole's TOML file, and qemu-ga's keyfile.
+//!
+//! Precedence, lowest first: built-in defaults, the configuration file, the command line — the
+//! same as qemu-ga, so a unit file written for qemu-ga keeps its meaning. The file is porthole's
+//! own TOML (`/etc/porthole/agent.toml`), or, to ease migration, an existing qemu-ga keyfile
+//! (`/etc/qemu/qemu-ga.conf`, group `[general]`, the same keys as the long options).
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// porthole's own configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/porthole/agent.toml";
+/// qemu-ga's configuration file, read when porthole's does not exist.
+pub const QEMU_GA_CONFIG_PATH: &str = "/etc/qemu/qemu-ga.conf";
+/// The virtio-serial port name libvirt and QEMU use for the guest agent.
+pub const DEFAULT_VIRTIO_PORT: &str = "org.qemu.guest_agent.0";
+pub const DEFAULT_SERIAL_PATH: &str = "/dev/ttyS0";
+pub const DEFAULT_STATEDIR: &str = "/run/porthole-agent";
+pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
+/// vsock port used when vsock-listen is given no `CID:PORT`.
+pub const DEFAULT_VSOCK_PORT: u32 = 1234;
+/// The host's vsock address.
+pub const VSOCK_HOST_CID: u32 = 2;
+
+/// How the agent reaches its host (qemu-ga's `-m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    VirtioSerial,
+    IsaSerial,
+    UnixListen,
+    VsockListen,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::VirtioSerial => "virtio-serial",
+            Method::IsaSerial => "isa-serial",
+            Method::UnixListen => "unix-listen",
+            Method::VsockListen => "vsock-listen",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, ConfigError> {
+        match name {
+            "virtio-serial" => Ok(Method::VirtioSerial),
+            "isa-serial" => Ok(Method::IsaSerial),
+            "unix-listen" => Ok(Method::UnixListen),
+            "vsock-listen" => Ok(Method::VsockListen),
+            other => Err(ConfigError::Invalid {
+                key: "method",
+                value: other.to_string(),
+                why: "expected virtio-serial, isa-serial, unix-listen or vsock-listen",
+            }),
+        }
+    }
+}
+
+/// One channel the agent serves.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub method: Method,
+    /// Device path, socket path, port name, or `CID:PORT` for vsock; `None` means the default.
+    pub path: Option<String>,
+}
+
+/// Everything the agent runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listeners: Vec<Listener>,
+    pub statedir: PathBuf,
+    pub logfile: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    pub fsfreeze_hook: Option<PathBuf>,
+    pub daemonize: bool,
+    pub verbose: bool,
+    pub retry_path: bool,
+    pub block_rpcs: Vec<String>,
+    pub allow_rpcs: Option<Vec<String>>,
+    /// The program guest-shutdown runs; qemu-ga's is /sbin/shutdown.
+    pub shutdown_command: PathBuf,
+    /// Peers a vsock-listen channel accepts: the host (CID 2) unless configured otherwise, so a
+    /// guest user cannot reach the agent through vsock loopback.
+    pub vsock_allowed_cids: Vec<u32>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listeners: vec![Listener {
+                method: Method::VirtioSerial,
+                path: None,
+            }],
+            statedir: PathBuf::from(DEFAULT_STATEDIR),
+            logfile: None,
+            pidfile: None,
+            fsfreeze_hook: None,
+            daemonize: false,
+            verbose: false,
+            retry_path: false,
+            block_rpcs: Vec::new(),
+            allow_rpcs: None,
+            shutdown_command: PathBuf::from("/sbin/shutdown"),
+            vsock_allowed_cids: vec![VSOCK_HOST_CID],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("invalid {key} '{value}': {why}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// porthole's TOML file. Keys are qemu-ga's long option names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub method: Option<Method>,
+    pub path: Option<String>,
+    /// Extra channels beside `method`/`path` (e.g. libvirt's port plus a porthole port plus vsock).
+    #[serde(default)]
+    pub listen: Vec<Listener>,
+    pub statedir: Option<PathBuf>,
+    pub logfile: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    pub fsfreeze_hook: Option<PathBuf>,
+    pub daemon: Option<bool>,
+    pub verbose: Option<bool>,
+    pub retry_path: Option<bool>,
+    pub block_rpcs: Option<Vec<String>>,
+    pub allow_rpcs: Option<Vec<String>>,
+    pub shutdown_command: Option<PathBuf>,
+    pub vsock_allowed_cids: Option<Vec<u32>>,
+}
+
+impl FileConfig {
+    /// Reads a configuration file, telling TOML from qemu-ga's keyfile by its `[general]` group.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let syntax = |message: String| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message,
+        };
+        if is_keyfile(&text) {
+            parse_keyfile(&text).map_err(syntax)
+        } else {
+            toml::from_str(&text).map_err(|e| syntax(e.to_string()))
+        }
+    }
+
+    /// Applies this file over `config`.
+    pub fn apply(self, config: &mut Config) {
+        let mut listeners = Vec::new();
+        if self.method.is_some() || self.path.is_some() {
+            listeners.push(Listener {
+                method: self.method.unwrap_or(Method::VirtioSerial),
+                path: self.path,
+            });
+        }
+        listeners.extend(self.listen);
+        if !listeners.is_empty() {
+            config.listeners = listeners;
+        }
+        set(&mut config.statedir, self.statedir);
+        set_opt(&mut config.logfile, self.logfile);
+        set_opt(&mut config.pidfile, self.pidfile);
+        set_opt(&mut config.fsfreeze_hook, self.fsfreeze_hook);
+        set(&mut config.daemonize, self.daemon);
+        set(&mut config.verbose, self.verbose);
+        set(&mut config.retry_path, self.retry_path);
+        set(&mut config.block_rpcs, self.block_rpcs);
+        set_opt(&mut config.allow_rpcs, self.allow_rpcs);
+        set(&mut config.shutdown_command, self.shutdown_command);
+        set(&mut config.vsock_allowed_cids, self.vsock_allowed_cids);
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+fn set_opt<T>(slot: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *slot = value;
+    }
+}
+
+fn is_keyfile(text: &str) -> bool {
+    text.lines().any(|line| line.trim() == "[general]")
+}
+
+/// Parses qemu-ga's GKeyFile: `[general]` then `key=value` lines; `#` comments; lists split on
+/// `,` or `;` (qemu-ga reads them with g_key_file_get_string_list, users write either).
+fn parse_keyfile(text: &str) -> Result<FileConfig, String> {
+    let mut config = FileConfig::default();
+    let mut in_general = false;
+    for (number, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('[') {
+            in_general = line == "[general]";
+            continue;
+        }
+        if !in_general {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("line {}: expected key=value", number + 1));
+        };
+        apply_keyfile_entry(&mut config, key.trim(), value.trim())
+            .map_err(|e| format!("line {}: {e}", number + 1))?;
+    }
+    Ok(config)
+}
+
+fn apply_keyfile_entry(config: &mut FileConfig, key: &str, value: &str) -> Result<(), String> {
+    let boolean = |v: &str| match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{key}: expected true or false, got '{v}'")),
+    };
+    match key {
+        "daemon" => config.daemon = Some(boolean(value)?),
+        "method" => config.method = Some(Method::parse(value).map_err(|e| e.to_string())?),
+        "path" => config.path = Some(value.to_string()),
+        "logfile" => config.logfile = Some(value.into()),
+        "pidfile" => config.pidfile = Some(value.into()),
+        "fsfreeze-hook" => config.fsfreeze_hook = Some(value.into()),
+        "statedir" => config.statedir = Some(value.into()),
+        "verbose" => config.verbose = Some(boolean(value)?),
+        "retry-path" => config.retry_path = Some(boolean(value)?),
+        "block-rpcs" | "blacklist" => config.block_rpcs = Some(split_list(value)),
+        "allow-rpcs" => config.allow_rpcs = Some(split_list(value)),
+        other => return Err(format!("unknown key '{other}'")),
+    }
+    Ok(())
+}
+
+/// Splits a command list on `,` and `;`, dropping empty items.
+pub fn split_list(value: &str) -> Vec<String> {
+    value
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The configuration as qemu-ga's `-D` prints it: a keyfile another qemu-ga or porthole reads.
+pub fn dump(config: &Config) -> String {
+    let mut out = String::from("[general]\n");
+    let mut line = |key: &str, value: &str| {
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+        out.push('\n');
+    };
+    line("daemon", bool_str(config.daemonize));
+    if let Some(first) = config.listeners.first() {
+        line("method", first.method.name());
+        if let Some(path) = &first.path {
+            line("path", path);
+        }
+    }
+    if let Some(logfile) = &config.logfile {
+        line("logfile", &logfile.to_string_lossy());
+    }
+    if let Some(pidfile) = &config.pidfile {
+        line("pidfile", &pidfile.to_string_lossy());
+    }
+    if let Some(hook) = &config.fsfreeze_hook {
+        line("fsfreeze-hook", &hook.to_string_lossy());
+    }
+    line("statedir", &config.statedir.to_string_lossy());
+    line("verbose", bool_str(config.verbose));
+    line("retry-path", bool_str(config.retry_path));
+    if !config.block_rpcs.is_empty() {
+        line("block-rpcs", &config.block_rpcs.join(","));
+    }
+    if let Some(allow) = &config.allow_rpcs {
+        line("allow-rpcs", &allow.join(","));
+    }
+    out
+}
+
+fn bool_str(value: bool) -> &'static str {
+    if value {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyfile_from_qemu_ga_applies() -> Result<(), String> {
+        let file = parse_keyfile(
+            "# qemu-ga\n[general]\nmethod=unix-listen\npath=/run/qga.sock\nblock-rpcs=guest-exec;guest-file-open\nverbose=true\n",
+        )?;
+        let mut config = Config::default();
+        file.apply(&mut config);
+        assert_eq!(config.listeners[0].method, Method::UnixListen);
+        assert_eq!(config.listeners[0].path.as_deref(), Some("/run/qga.sock"));
+        assert_eq!(config.block_rpcs, vec!["guest-exec", "guest-file-open"]);
+        assert!(config.verbose);
+        Ok(())
+    }
+
+    #[test]
+    fn toml_with_several_listeners() -> Result<(), toml::de::Error> {
+        let file: FileConfig = toml::from_str(
+            r#"
+            statedir = "/var/lib/porthole"
+            block-rpcs = ["guest-exec"]
+            [[listen]]
+            method = "virtio-serial"
+            [[listen]]
+            method = "vsock-listen"
+            path = "-1:1234"
+            "#,
+        )?;
+        let mut config = Config::default();
+        file.apply(&mut config);
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.listeners[1].method, Method::VsockListen);
+        assert_eq!(config.statedir, PathBuf::from("/var/lib/porthole"));
+        Ok(())
+    }
+
+    #[test]
+    fn dump_round_trips_through_the_keyfile_reader() -> Result<(), String> {
+        let mut config = Config {
+            block_rpcs: vec!["guest-exec".into()],
+            ..Config::default()
+        };
+        config.listeners[0].path = Some("/dev/vport0p1".into());
+        let mut back = Config::default();
+        parse_keyfile(&dump(&config))?.apply(&mut back);
+        assert_eq!(back, config);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(parse_keyfile("[general]\nfrobnicate=1\n").is_err());
+        assert!(toml::from_str::<FileConfig>("frobnicate = 1").is_err());
+    }
+}

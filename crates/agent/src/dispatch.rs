@@ -1,0 +1,109 @@
+//! Command registry and dispatch: name → policy gate → argument validation → typed handler.
+
+use crate::agent::Agent;
+use porthole_proto::commands::{CommandInfo, CommandSpec};
+use porthole_proto::schema::validate;
+use porthole_proto::CommandError;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send>>;
+type Handler = Box<dyn Fn(Arc<Agent>, Map<String, Value>) -> HandlerFuture + Send + Sync>;
+
+struct Entry {
+    spec: CommandSpec,
+    handler: Handler,
+}
+
+/// The commands an agent serves, in the order `guest-info` lists them.
+#[derive(Default)]
+pub struct Registry {
+    entries: Vec<Entry>,
+}
+
+impl Registry {
+    /// Registers `handler` for `spec`; its arguments arrive validated and deserialized as `A`.
+    pub fn add<A, F, Fut>(&mut self, spec: CommandSpec, handler: F)
+    where
+        A: DeserializeOwned + Send + 'static,
+        F: Fn(Arc<Agent>, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, CommandError>> + Send + 'static,
+    {
+        let handler = move |agent: Arc<Agent>, args: Map<String, Value>| -> HandlerFuture {
+            match serde_json::from_value::<A>(Value::Object(args)) {
+                Ok(args) => Box::pin(handler(agent, args)),
+                // Validation already passed, so this is a schema/struct mismatch: a bug.
+                Err(e) => Box::pin(async move {
+                    Err(CommandError::internal(format!("argument decoding: {e}")))
+                }),
+            }
+        };
+        self.entries.push(Entry {
+            spec,
+            handler: Box::new(handler),
+        });
+    }
+
+    fn find(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.spec.name == name)
+    }
+
+    pub fn specs(&self) -> impl Iterator<Item = &CommandSpec> {
+        self.entries.iter().map(|e| &e.spec)
+    }
+
+    /// `guest-info`'s `supported_commands` under `enabled`.
+    pub fn command_list(&self, enabled: impl Fn(&str) -> bool) -> Vec<CommandInfo> {
+        self.specs()
+            .map(|spec| CommandInfo {
+                name: spec.name.to_string(),
+                enabled: enabled(spec.name),
+                success_response: spec.success_response,
+            })
+            .collect()
+    }
+}
+
+/// What a request produced.
+#[derive(Debug)]
+pub enum Outcome {
+    Reply(Result<Value, CommandError>),
+    /// A command without a success response succeeded: nothing is sent.
+    Silent,
+}
+
+pub struct Dispatcher {
+    registry: Registry,
+    agent: Arc<Agent>,
+}
+
+impl Dispatcher {
+    pub fn new(registry: Registry, agent: Arc<Agent>) -> Self {
+        Self { registry, agent }
+    }
+
+    pub fn agent(&self) -> &Arc<Agent> {
+        &self.agent
+    }
+
+    /// Runs one request: lookup, policy gate, validation, handler.
+    pub async fn execute(&self, name: &str, arguments: Map<String, Value>) -> Outcome {
+        let Some(entry) = self.registry.find(name) else {
+            return Outcome::Reply(Err(CommandError::command_not_found(name)));
+        };
+        if let Err(refusal) = self.agent.policy.check_command(name) {
+            return Outcome::Reply(Err(refusal));
+        }
+        if let Err(invalid) = validate(&arguments, entry.spec.params) {
+            return Outcome::Reply(Err(invalid));
+        }
+        let result = (entry.handler)(self.agent.clone(), arguments).await;
+        match result {
+            Ok(_) if !entry.spec.success_response => Outcome::Silent,
+            other => Outcome::Reply(other),
+        }
+    }
+}
