@@ -68,7 +68,7 @@ pub fn porthole_agent() -> &'static PathBuf {
 
 /// Every agent the suites exercise.
 pub fn agent_kinds() -> Vec<AgentKind> {
-    vec![AgentKind::QemuGa]
+    vec![AgentKind::QemuGa, AgentKind::Porthole]
 }
 
 /// A running agent listening on a unix socket in a private temporary directory; killed on drop.
@@ -87,6 +87,8 @@ impl Agent {
         let socket = dir.path().join("agent.sock");
         let state = dir.path().join("state");
         std::fs::create_dir(&state).expect("state directory");
+        // The agent's log goes to a file beside its socket, quoted when it dies early.
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
         let child = Command::new(kind.binary())
             .arg("-m")
             .arg("unix-listen")
@@ -97,7 +99,7 @@ impl Agent {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {kind:?}: {e}"));
         let mut agent = Agent {
@@ -114,7 +116,11 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{:?} exited early with {status}", self.kind);
+                let log = std::fs::read_to_string(self.path("agent.log")).unwrap_or_default();
+                panic!(
+                    "{:?} exited early with {status}; its log:\n{log}",
+                    self.kind
+                );
             }
             if UnixStream::connect(&self.socket).is_ok() {
                 return;
