@@ -18,7 +18,8 @@ pub struct Args {
     #[arg(short = 'm', long = "method")]
     pub method: Option<String>,
     /// Device or socket path (virtio port name, /dev/ttyS0, socket path, or CID:PORT for vsock).
-    #[arg(short = 'p', long = "path")]
+    // getopt takes the next word as the value even when it starts with '-' (vsock's `-1:PORT`).
+    #[arg(short = 'p', long = "path", allow_hyphen_values = true)]
     pub path: Option<String>,
     /// Log file (default: standard error).
     #[arg(short = 'l', long = "logfile")]
@@ -161,6 +162,13 @@ mod tests {
         assert!(config.verbose);
         let hook = parse(&["--fsfreeze-hook=/etc/hook"])?;
         assert_eq!(hook.fsfreeze_hook.as_deref(), Some(Path::new("/etc/hook")));
+        Ok(())
+    }
+
+    #[test]
+    fn path_may_start_with_a_dash() -> Result<(), clap::Error> {
+        let args = parse(&["-m", "vsock-listen", "-p", "-1:5555"])?;
+        assert_eq!(args.path.as_deref(), Some("-1:5555"));
         Ok(())
     }
 

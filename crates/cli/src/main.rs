@@ -1,1 +1,23 @@
-fn main() {}
+//! `porthole`: the command-line front end. Parsing lives in [`cli`], each command group in its
+//! own module; this file only dispatches and turns errors into `porthole: ...` and exit status 1.
+
+mod agent;
+mod cli;
+mod output;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Agent(args) => agent::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("porthole: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

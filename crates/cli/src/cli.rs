@@ -1,0 +1,183 @@
+//! The command-line grammar. The top level is a [`Command`] enum so that later groups
+//! (`porthole ls IMAGE`, `porthole inspect IMAGE`, ...) slot in beside `agent`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "porthole", version, about = "Talk to VM guest agents")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Talk to a guest agent (qemu-ga or porthole-agent) through its host-side socket
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent's host-side unix socket (the QEMU chardev or libvirt channel)
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Print the agent's raw return value as JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for the handshake and for each reply
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, global = true)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: AgentCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Check that the agent answers (guest-ping)
+    Ping,
+    /// The agent's version and commands (guest-info)
+    Info,
+    /// The guest's operating system (guest-get-osinfo)
+    Os,
+    /// The guest's host name (guest-get-host-name)
+    Hostname,
+    /// The guest's clock (guest-get-time)
+    Time,
+    /// The guest's time zone (guest-get-timezone)
+    Timezone,
+    /// Users logged in to the guest (guest-get-users)
+    Users,
+    /// Run a program in the guest and wait for it; exits with its status (guest-exec)
+    Exec(ExecArgs),
+    /// Copy a guest file to standard output (guest-file-open/read/close)
+    Cat {
+        /// The file's path inside the guest
+        guest_path: String,
+    },
+    /// Send any command and print the reply: '{"execute": ...}' or NAME [ARGS-JSON]
+    Call {
+        /// A full request object, or a command name
+        request: String,
+        /// The arguments object, when REQUEST is a command name
+        arguments: Option<String>,
+    },
+    /// Shut down, halt or reboot the guest (guest-shutdown)
+    Shutdown {
+        #[arg(long, value_enum, default_value_t = ShutdownMode::Powerdown)]
+        mode: ShutdownMode,
+        /// Seconds to wait for an error; silence means the guest is going down
+        #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
+        wait: Duration,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Do not capture the program's output (only its exit status comes back)
+    #[arg(long)]
+    pub no_capture: bool,
+    /// Feed this file ('-' for our standard input) to the program's standard input
+    #[arg(long, value_name = "FILE|-")]
+    pub stdin: Option<PathBuf>,
+    /// Set an environment variable; note that guest-exec then replaces the whole environment
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<String>,
+    /// Give up waiting for the program after SECS (default: wait until it exits)
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub max_wait: Option<Duration>,
+    /// The program (looked up in the guest's PATH) and its arguments
+    #[arg(
+        value_name = "PROGRAM",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShutdownMode {
+    Powerdown,
+    Halt,
+    Reboot,
+}
+
+impl ShutdownMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownMode::Powerdown => "powerdown",
+            ShutdownMode::Halt => "halt",
+            ShutdownMode::Reboot => "reboot",
+        }
+    }
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("'{text}' is not a positive number of seconds"))
+}
+
+fn parse_env(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((key, _)) if !key.is_empty() => Ok(text.to_string()),
+        _ => Err(format!("'{text}' is not of the form KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exec_takes_the_rest_as_the_command() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from([
+            "porthole", "agent", "--socket", "s", "exec", "--env", "A=1", "--", "ls", "-l",
+        ])?;
+        let Command::Agent(AgentArgs {
+            command: AgentCommand::Exec(exec),
+            ..
+        }) = cli.command
+        else {
+            panic!("not exec");
+        };
+        assert_eq!(exec.command, ["ls", "-l"]);
+        assert_eq!(exec.env, ["A=1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            &[
+                "porthole",
+                "agent",
+                "--socket",
+                "s",
+                "--timeout",
+                "-1",
+                "ping",
+            ][..],
+            &[
+                "porthole", "agent", "--socket", "s", "exec", "--env", "NOEQ", "ls",
+            ],
+            &[
+                "porthole", "agent", "--socket", "s", "shutdown", "--mode", "off",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

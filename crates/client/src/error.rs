@@ -1,0 +1,92 @@
+//! The client's error type.
+//!
+//! Each variant names the layer that failed (connect, handshake, transport, protocol, agent) and,
+//! for the failures an operator meets first, the likely cause: virtio-serial gives no connection
+//! signal, so "the agent is not running" shows up only as silence and needs saying outright.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "no such socket {}: is the VM running and does it have a channel for the agent?",
+        path.display()
+    )]
+    NoSuchSocket { path: PathBuf },
+
+    #[error("nothing is listening on {}", path.display())]
+    NothingListening { path: PathBuf },
+
+    #[error("cannot connect to {}: {source}", path.display())]
+    Connect { path: PathBuf, source: io::Error },
+
+    #[error(
+        "the agent did not answer guest-sync-delimited within {}: is the agent running inside the \
+         guest? (virtio-serial gives no connection signal, so a missing agent looks like silence)",
+        secs(*timeout)
+    )]
+    HandshakeTimeout { timeout: Duration },
+
+    #[error("the agent did not answer {command} within {}", secs(*timeout))]
+    Timeout { command: String, timeout: Duration },
+
+    #[error("guest process {pid} did not exit within {}", secs(*timeout))]
+    ExecTimeout { pid: i64, timeout: Duration },
+
+    #[error("the agent closed the connection while we waited for the reply to {command}")]
+    Closed { command: String },
+
+    #[error("i/o error on {endpoint} during {command}: {source}")]
+    Io {
+        endpoint: String,
+        command: String,
+        source: io::Error,
+    },
+
+    #[error("reply to {command} exceeds the limit of {limit} bytes")]
+    ReplyTooLarge { command: String, limit: usize },
+
+    #[error("protocol error in the reply to {command}: {detail}")]
+    Protocol { command: String, detail: String },
+
+    /// The agent answered with `{"error": {"class", "desc"}}`.
+    #[error("agent error ({class}): {desc}")]
+    Agent { class: String, desc: String },
+
+    #[error("invalid arguments for {command}: {detail}")]
+    InvalidArguments { command: String, detail: String },
+
+    #[error("cannot write the output of {command}: {source}")]
+    Output { command: String, source: io::Error },
+}
+
+impl ClientError {
+    /// True for the agent's way of saying a command is unknown or disabled (libvirt treats
+    /// both as "unsupported").
+    pub fn is_command_not_found(&self) -> bool {
+        matches!(self, ClientError::Agent { class, .. }
+            if class == "CommandNotFound" || class == "CommandDisabled")
+    }
+
+    /// True for any kind of timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            ClientError::HandshakeTimeout { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::ExecTimeout { .. }
+        )
+    }
+}
+
+/// `5s`, `0.25s`: durations as an operator writes them.
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{s}s")
+    }
+}

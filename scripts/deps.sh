@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages porthole's demo and tests need, skipping those already present.
+# Sourced or run by scripts/demo.sh and scripts/test.sh; safe to run again.
+set -euo pipefail
+
+packages=(
+  qemu-guest-agent   # Debian's qemu-ga: the reference the conformance suite diffs against
+  qemu-utils         # qemu-img, qemu-io: build test images in every format
+  e2fsprogs          # mkfs.ext4 -d
+  xfsprogs           # mkfs.xfs -p protofile
+  btrfs-progs        # mkfs.btrfs --rootdir
+  dosfstools         # mkfs.vfat
+  mtools             # mcopy into FAT images without mounting
+  ntfs-3g            # mkntfs and ntfs-3g's offline tools
+  fdisk              # sfdisk
+  lvm2               # real LVM volume groups for the volume tests (on loop devices)
+  mdadm              # mdadm --examine cross-checks the md superblock tests
+  mount              # losetup
+  procps             # ps, used by benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "==> installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo not found; install a Rust toolchain (1.80 or newer) first" >&2
+  exit 1
+fi
