@@ -7,8 +7,9 @@
 //! the request came in.
 
 use crate::error::{CommandError, ErrorKind};
+use crate::framer::MAX_DEPTH;
 use crate::wire::write_qemu_json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Which protocol a message spoke.
@@ -49,7 +50,7 @@ pub enum Decoded {
 /// Decodes one framed message. `fallback` is the dialect used to report a message whose own
 /// dialect cannot be told (unparseable JSON): the session passes the dialect it last saw.
 pub fn decode(message: &[u8], fallback: Dialect) -> Decoded {
-    let value = match serde_json::from_slice::<Value>(message) {
+    let value = match parse_json(message) {
         Ok(value) => value,
         Err(e) => {
             return Decoded::Single(Err(Rejection {
@@ -79,8 +80,53 @@ pub fn decode(message: &[u8], fallback: Dialect) -> Decoded {
     }
 }
 
+/// Parses one JSON text, allowing qemu's nesting depth (1024) rather than serde_json's 128.
+///
+/// serde_json's recursion limit is lifted only after a linear pre-scan has proved the depth within
+/// [`MAX_DEPTH`], so the recursive parse (a few hundred bytes of stack per level) stays bounded
+/// whoever calls this.
+pub fn parse_json(message: &[u8]) -> Result<Value, String> {
+    if nesting_depth(message) > MAX_DEPTH {
+        return Err(format!(
+            "JSON nesting depth limit exceeded ({MAX_DEPTH} levels)"
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(message);
+    de.disable_recursion_limit();
+    let value = Value::deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// The deepest bracket nesting outside strings.
+fn nesting_depth(message: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escape) = (false, false);
+    for &byte in message {
+        if in_string {
+            match byte {
+                _ if escape => escape = false,
+                b'\\' => escape = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// qemu reports a misspelt bare word as an invalid keyword; anything else with serde's words.
-fn parse_error(message: &[u8], error: &serde_json::Error) -> CommandError {
+fn parse_error(message: &[u8], error: &str) -> CommandError {
     let desc = if !message.is_empty() && message.iter().all(|b| b.is_ascii_alphabetic()) {
         format!(
             "JSON parse error, invalid keyword '{}'",
@@ -409,6 +455,30 @@ mod tests {
         };
         assert_eq!(items.len(), 3);
         assert!(items[0].is_ok() && items[1].is_ok() && items[2].is_err());
+    }
+
+    /// qemu accepts 1024 levels; the parse must fit a small thread stack even in debug builds.
+    #[test]
+    fn nesting_up_to_1024_parses_on_a_small_stack() -> std::thread::Result<()> {
+        std::thread::Builder::new()
+            .stack_size(4 << 20)
+            .spawn(|| {
+                let deep = |n: usize| {
+                    format!(
+                        r#"{{"execute":"x","arguments":{{"a":{}1{}}}}}"#,
+                        "[".repeat(n),
+                        "]".repeat(n)
+                    )
+                };
+                assert!(single(&deep(1022)).is_ok());
+                let too_deep = single(&deep(1023)).err().map(|r| r.error.desc);
+                assert_eq!(
+                    too_deep.as_deref(),
+                    Some("JSON parse error, JSON nesting depth limit exceeded (1024 levels)")
+                );
+            })
+            .map_err(|e| Box::new(e) as Box<dyn std::any::Any + Send>)?
+            .join()
     }
 
     #[test]

@@ -81,9 +81,17 @@ impl ExecTable {
 }
 
 /// The command line as given: PATH lookup uses `env`'s PATH when `env` sets one (glib's
-/// G_SPAWN_SEARCH_PATH_FROM_ENVP, which qemu-ga uses), which is what std does too.
-fn build_command(args: &ExecArgs) -> Command {
-    let mut command = Command::new(&args.path);
+/// G_SPAWN_SEARCH_PATH_FROM_ENVP, which qemu-ga uses), which is what std does too. `via_shell`
+/// runs the file with /bin/sh instead, as execvp(3) and glib do for a file that is not in an
+/// executable format (a script without `#!`).
+fn build_command(args: &ExecArgs, via_shell: bool) -> Command {
+    let mut command = if via_shell {
+        let mut sh = Command::new("/bin/sh");
+        sh.arg(&args.path);
+        sh
+    } else {
+        Command::new(&args.path)
+    };
     command.args(args.arg.iter().flatten());
     if let Some(env) = &args.env {
         command.env_clear();
@@ -95,17 +103,33 @@ fn build_command(args: &ExecArgs) -> Command {
     command
 }
 
+/// Starts the child with its pipes wired for `mode`.
+fn spawn(
+    args: &ExecArgs,
+    mode: CaptureMode,
+    stdin_piped: bool,
+    via_shell: bool,
+) -> std::io::Result<(tokio::process::Child, Pipes)> {
+    let mut command = build_command(args, via_shell);
+    command.stdin(if stdin_piped {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let pipes = wire_output(&mut command, mode)?;
+    let child = command.spawn()?;
+    // `command` drops here, closing our copies of the pipes' write ends, or EOF would never come.
+    Ok((child, pipes))
+}
+
 /// The pipes of the child's standard streams, by capture mode.
 struct Pipes {
     out: Option<OwnedFd>,
     err: Option<OwnedFd>,
 }
 
-fn wire_output(command: &mut Command, mode: CaptureMode) -> Result<Pipes, CommandError> {
-    let pipe = || {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| CommandError::failed(format!("cannot create pipe: {}", e.desc())))
-    };
+fn wire_output(command: &mut Command, mode: CaptureMode) -> std::io::Result<Pipes> {
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from);
     let mut pipes = Pipes {
         out: None,
         err: None,
@@ -118,9 +142,7 @@ fn wire_output(command: &mut Command, mode: CaptureMode) -> Result<Pipes, Comman
     if capture_out {
         let (read, write) = pipe()?;
         if mode == CaptureMode::Merged {
-            let dup = write
-                .try_clone()
-                .map_err(|e| CommandError::failed(format!("cannot dup pipe: {e}")))?;
+            let dup = write.try_clone()?;
             command.stderr(Stdio::from(dup));
         }
         command.stdout(Stdio::from(write));
@@ -149,22 +171,18 @@ pub async fn exec(agent: Arc<Agent>, args: ExecArgs) -> Result<Value, CommandErr
             "too many processes awaiting guest-exec-status (limit {MAX_UNCOLLECTED})"
         )));
     }
-    let mut command = build_command(&args);
-    command.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let pipes = wire_output(&mut command, mode)?;
-    let mut child = command.spawn().map_err(|e| {
+    let stdin_piped = input.is_some();
+    let (mut child, pipes) = match spawn(&args, mode, stdin_piped, false) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => spawn(&args, mode, stdin_piped, true),
+        other => other,
+    }
+    .map_err(|e| {
         CommandError::failed(format!(
             "Guest agent command failed, error was 'Failed to execute child process \u{201c}{}\u{201d} ({})'",
             args.path,
             errno_text(&e)
         ))
     })?;
-    // Our copies of the pipes' write ends must close now, or EOF never comes.
-    drop(command);
     let pid = i64::from(child.id().unwrap_or(0));
     let entry = Arc::new(Entry {
         mode,

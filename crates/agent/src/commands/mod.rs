@@ -76,7 +76,17 @@ where
 /// strerror(3)'s text for an I/O error, as qemu-ga prints it (no "(os error N)" suffix).
 pub fn errno_text(error: &std::io::Error) -> String {
     match error.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        Some(code) => strerror(code),
         None => error.to_string(),
+    }
+}
+
+/// The C library's strerror(3) text for `errno` (std asks strerror_r; nix's own table words some
+/// errors differently, e.g. EBADF, and scripts match qemu-ga's glibc texts).
+pub fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
     }
 }

@@ -113,8 +113,12 @@ pub fn shell_unquote(value: &str) -> Option<String> {
 }
 
 pub async fn host_name(_agent: Arc<Agent>, _args: super::NoArgs) -> Result<Value, CommandError> {
-    let name = nix::unistd::gethostname()
-        .map_err(|e| CommandError::failed(format!("cannot get host name: {}", e.desc())))?;
+    let name = nix::unistd::gethostname().map_err(|e| {
+        CommandError::failed(format!(
+            "cannot get host name: {}",
+            super::strerror(e as i32)
+        ))
+    })?;
     to_value(HostName {
         host_name: name.to_string_lossy().into_owned(),
     })
@@ -164,7 +168,10 @@ pub async fn set_time(_agent: Arc<Agent>, args: SetTimeArgs) -> Result<Value, Co
                 ns.rem_euclid(1_000_000_000),
             );
             nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, spec).map_err(|e| {
-                CommandError::failed(format!("Failed to set time to guest: {}", e.desc()))
+                CommandError::failed(format!(
+                    "Failed to set time to guest: {}",
+                    super::strerror(e as i32)
+                ))
             })?;
         }
         // With a time, the RTC follows the system clock; without, the system clock follows the RTC.
