@@ -12,6 +12,13 @@
 
 use porthole_image::BlockDevice;
 use std::fmt;
+use std::sync::Arc;
+
+mod btrfs;
+mod ext4;
+mod fat;
+mod ntfs;
+mod xfs;
 
 /// What kind of filesystem a reader serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,10 +188,26 @@ pub trait Filesystem: Send + Sync + fmt::Debug {
     }
 }
 
+/// A shared, type-erased device: a disk image, a partition or a logical volume.
+pub type Dev = Arc<dyn BlockDevice>;
+
+/// One reader's probe: `None` when its signature is absent, else the result of opening.
+type Probe = fn(&Dev) -> Option<Result<Box<dyn Filesystem>>>;
+
+/// Every reader, in probe order. NTFS precedes FAT: both start with a BIOS parameter block,
+/// and only NTFS's OEM id tells them apart.
+const PROBES: &[Probe] = &[
+    ext4::probe,
+    xfs::probe,
+    btrfs::probe,
+    ntfs::probe,
+    fat::probe,
+];
+
 /// Probes `device` for a known filesystem by superblock magic and opens it.
-///
-/// Each reader registers its probe here; the first whose magic matches opens the device.
-pub fn open(device: Box<dyn BlockDevice>) -> Result<Box<dyn Filesystem>> {
-    let _ = device;
-    Err(Error::Unrecognized)
+pub fn open(device: Dev) -> Result<Box<dyn Filesystem>> {
+    PROBES
+        .iter()
+        .find_map(|probe| probe(&device))
+        .unwrap_or(Err(Error::Unrecognized))
 }

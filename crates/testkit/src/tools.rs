@@ -1,5 +1,4 @@
-//! Shared test helpers: running real tools, caching built images, an in-memory device.
-#![allow(dead_code)]
+//! Running real tools, caching the images they build, and in-memory devices for crafted input.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -9,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use porthole_image::{check_range, BlockDevice, RawImage};
-use porthole_volume::Dev;
+
+/// A shared, type-erased device, as the storage crates pass them around.
+pub type Dev = Arc<dyn BlockDevice>;
 
 /// Runs `tool args` (stdin fed from `input`), failing the test with the Debian package to
 /// install when the tool is missing, and with its stderr when it fails. Returns stdout.
@@ -40,12 +41,15 @@ pub fn run(tool: &str, package: &str, args: &[&str], input: Option<&str>) -> Str
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `<workspace target>/test-images`, created on demand.
+/// `<target dir>/test-images`, created on demand. Found from the running test binary, which
+/// cargo puts in `<target dir>/<profile>/deps/`, so any `CARGO_TARGET_DIR` works.
 pub fn image_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("test-images");
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("test binary lives in <target>/<profile>/deps");
+    let dir = target.join("test-images");
     std::fs::create_dir_all(&dir).expect("create test-images dir");
     dir
 }

@@ -2,13 +2,11 @@
 //! not needed: LVs are created with activation off), then read back from the files alone.
 #![allow(clippy::unwrap_used)] // Tests: a panic is a failure report.
 
-mod common;
-
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
 use porthole_image::BlockDevice;
+use porthole_testkit::*;
 use porthole_volume::lvm::{self, LogicalVolume, VolumeGroup};
 use porthole_volume::{scan, Error, VolumeKind};
 

@@ -3,11 +3,9 @@
 //! `mdadm --examine`, then read through porthole.
 #![allow(clippy::unwrap_used)] // Tests: a panic is a failure report.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use porthole_testkit::*;
 use porthole_volume::md::{self, MdVersion};
 use porthole_volume::{scan, Error, VolumeKind};
 

@@ -2,9 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is a failure report.
 use porthole_image::BlockDevice;
 
-mod common;
-
-use common::*;
+use porthole_testkit::*;
 use porthole_volume::{read_partition_table, Error, PartitionKind, PartitionTable, Scheme};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,16 @@
+//! Test support for porthole's storage crates, shared by their integration tests.
+//!
+//! - [`tools`]: run real tools (mkfs.*, sfdisk, lvm, qemu-img) with a loud failure naming the
+//!   Debian package to install, cache the images they build under `<target>/test-images`, and
+//!   in-memory devices for crafted, hostile structures.
+//! - [`tree`]: a reference file tree and a comparer that checks a porthole filesystem holds
+//!   exactly that tree.
+//!
+//! Panicking is this crate's error handling: it only ever runs inside tests.
+#![allow(clippy::unwrap_used)]
+
+pub mod tools;
+pub mod tree;
+
+pub use tools::*;
+pub use tree::{assert_same_tree, build_reference_tree, compare_tree, is_root, Fidelity};
