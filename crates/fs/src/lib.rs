@@ -14,6 +14,8 @@ use porthole_image::BlockDevice;
 use std::fmt;
 use std::sync::Arc;
 
+pub mod fuzzing;
+
 mod btrfs;
 mod ext4;
 mod fat;

@@ -108,6 +108,31 @@ impl BlockDevice for RawImage {
     }
 }
 
+/// A device held in memory: crafted and fuzzed images, and small decoded structures.
+#[derive(Debug, Clone)]
+pub struct MemDevice(pub Vec<u8>);
+
+impl BlockDevice for MemDevice {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(offset, buf.len(), self.size())?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        match self.0.get(start..start.saturating_add(buf.len())) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(Error::OutOfRange {
+                offset,
+                len: buf.len(),
+                size: self.size(),
+            }),
+        }
+    }
+}
+
 /// A window `[start, start + len)` of another device: a partition, or one extent of a volume.
 #[derive(Debug, Clone)]
 pub struct Slice<D> {

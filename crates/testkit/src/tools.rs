@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use porthole_image::{check_range, BlockDevice, RawImage};
+use porthole_image::{BlockDevice, MemDevice, RawImage};
 
 /// A shared, type-erased device, as the storage crates pass them around.
 pub type Dev = Arc<dyn BlockDevice>;
@@ -129,22 +129,6 @@ pub fn read(dev: &dyn BlockDevice, offset: u64, len: usize) -> Vec<u8> {
     buf
 }
 
-/// An in-memory device for crafted, hostile structures.
-#[derive(Debug)]
-pub struct Mem(pub Vec<u8>);
-
-impl BlockDevice for Mem {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> porthole_image::Result<()> {
-        check_range(offset, buf.len(), self.size())?;
-        let start = offset as usize;
-        buf.copy_from_slice(&self.0[start..start + buf.len()]);
-        Ok(())
-    }
-}
-
 pub fn mem(bytes: Vec<u8>) -> Dev {
-    Arc::new(Mem(bytes))
+    Arc::new(MemDevice(bytes))
 }

@@ -3,36 +3,11 @@
 
 use std::sync::Arc;
 
-use porthole_image::{check_range, BlockDevice};
+use porthole_image::{BlockDevice, MemDevice};
 
 use crate::bytes::{crc32_raw, Dev};
 use crate::lvm::{self, config, label, metadata};
 use crate::partition::read_partition_table;
-
-/// An in-memory device, for fuzzing and crafted tests.
-#[derive(Debug, Clone)]
-pub struct MemDevice(pub Vec<u8>);
-
-impl BlockDevice for MemDevice {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> porthole_image::Result<()> {
-        check_range(offset, buf.len(), self.size())?;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        match self.0.get(start..start.saturating_add(buf.len())) {
-            Some(src) => {
-                buf.copy_from_slice(src);
-                Ok(())
-            }
-            None => Err(porthole_image::Error::OutOfRange {
-                offset,
-                len: buf.len(),
-                size: self.size(),
-            }),
-        }
-    }
-}
 
 fn mem(data: &[u8]) -> Dev {
     Arc::new(MemDevice(data.to_vec()))

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use porthole_image::BlockDevice;
-use porthole_volume::fuzzing::{fix_pv_crcs, seed_metadata, seed_pv, MemDevice};
+use porthole_image::MemDevice;
+use porthole_volume::fuzzing::{fix_pv_crcs, seed_metadata, seed_pv};
 use porthole_volume::lvm::{self, VolumeGroup};
 use porthole_volume::{Dev, Error};
 

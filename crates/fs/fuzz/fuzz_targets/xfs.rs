@@ -1,0 +1,4 @@
+#![no_main]
+// Seeded from xfs images; the probe picks the reader, so mutations that break the magic are
+// cheap rejections and the rest exercise the xfs reader.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| porthole_fs::fuzzing::fuzz_filesystem(data));
