@@ -125,17 +125,10 @@ fn nesting_depth(message: &[u8]) -> usize {
     deepest
 }
 
-/// qemu reports a misspelt bare word as an invalid keyword; anything else with serde's words.
+/// A parse error in qemu's words where its grammar explains it, else in serde's.
 fn parse_error(message: &[u8], error: &str) -> CommandError {
-    let desc = if !message.is_empty() && message.iter().all(|b| b.is_ascii_alphabetic()) {
-        format!(
-            "JSON parse error, invalid keyword '{}'",
-            String::from_utf8_lossy(message)
-        )
-    } else {
-        format!("JSON parse error, {error}")
-    };
-    CommandError::new(ErrorKind::Parse, desc)
+    let reason = crate::qemu_json::diagnose(message).unwrap_or_else(|| error.to_string());
+    CommandError::new(ErrorKind::Parse, format!("JSON parse error, {reason}"))
 }
 
 fn is_jsonrpc_batch(items: &[Value]) -> bool {

@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod error;
 pub mod framer;
 pub mod fuzzing;
+mod qemu_json;
 pub mod schema;
 pub mod wire;
 
