@@ -10,8 +10,49 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send>>;
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Payload, CommandError>> + Send>>;
 type Handler = Box<dyn Fn(Arc<Agent>, Map<String, Value>) -> HandlerFuture + Send + Sync>;
+
+/// What a handler returns.
+#[derive(Debug)]
+pub enum Payload {
+    Json(Value),
+    /// A reply whose bulk is raw bytes, base64-encoded while they are written (see [`Streamed`]).
+    Streamed(Streamed),
+}
+
+/// A reply object with one string member, `field`, held as raw bytes. The session writes the
+/// base64 text in small pieces straight to the channel, so a 48 MiB guest-file-read costs its
+/// 48 MiB of data and no more: never the 64 MiB of base64, let alone a serialized copy of it.
+#[derive(Debug)]
+pub struct Streamed {
+    /// The reply object, without `field`.
+    pub value: Value,
+    pub field: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+impl Payload {
+    /// The whole reply as one JSON value (base64 encoded in memory), for paths that cannot
+    /// stream, such as JSON-RPC batches.
+    pub fn into_value(self) -> Value {
+        match self {
+            Payload::Json(value) => value,
+            Payload::Streamed(Streamed {
+                mut value,
+                field,
+                bytes,
+            }) => {
+                use base64::Engine as _;
+                if let Some(object) = value.as_object_mut() {
+                    let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                    object.insert(field.to_string(), Value::String(text));
+                }
+                value
+            }
+        }
+    }
+}
 
 struct Entry {
     spec: CommandSpec,
@@ -31,6 +72,19 @@ impl Registry {
         A: DeserializeOwned + Send + 'static,
         F: Fn(Arc<Agent>, A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, CommandError>> + Send + 'static,
+    {
+        self.add_payload(spec, move |agent, args| {
+            let reply = handler(agent, args);
+            async move { reply.await.map(Payload::Json) }
+        });
+    }
+
+    /// Registers a handler that may stream its reply ([`Payload::Streamed`]).
+    pub fn add_payload<A, F, Fut>(&mut self, spec: CommandSpec, handler: F)
+    where
+        A: DeserializeOwned + Send + 'static,
+        F: Fn(Arc<Agent>, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Payload, CommandError>> + Send + 'static,
     {
         let handler = move |agent: Arc<Agent>, args: Map<String, Value>| -> HandlerFuture {
             match serde_json::from_value::<A>(Value::Object(args)) {
@@ -70,7 +124,7 @@ impl Registry {
 /// What a request produced.
 #[derive(Debug)]
 pub enum Outcome {
-    Reply(Result<Value, CommandError>),
+    Reply(Result<Payload, CommandError>),
     /// A command without a success response succeeded: nothing is sent.
     Silent,
 }

@@ -6,10 +6,13 @@
 //! session, and character devices, where end-of-file only means the host side is not connected
 //! right now (virtio-serial).
 
-use crate::dispatch::{Dispatcher, Outcome};
+use crate::dispatch::{Dispatcher, Outcome, Payload};
+use base64::Engine as _;
 use porthole_proto::envelope::{encode_batch, Decoded, Rejection};
 use porthole_proto::framer::RESET_BYTE;
-use porthole_proto::{decode, encode_reply, CommandError, Dialect, ErrorKind, Frame, Framer};
+use porthole_proto::{
+    decode, encode_reply, encode_reply_around, CommandError, Dialect, ErrorKind, Frame, Framer,
+};
 use serde_json::Value;
 use std::io;
 use std::time::Duration;
@@ -27,6 +30,86 @@ pub enum OnEof {
 /// A write that makes no progress for this long is abandoned (a host that stopped reading).
 const WRITE_STALL: Duration = Duration::from_secs(30);
 const READ_CHUNK: usize = 64 << 10;
+/// Raw bytes per piece of a streamed base64 member: 768 KiB in, 1 MiB of text out.
+const BASE64_PIECE: usize = 3 << 18;
+
+/// Replies ready to send, in order: encoded bytes, and raw data to be base64-encoded piece by
+/// piece as it is written (see [`crate::dispatch::Streamed`]).
+#[derive(Debug, Default)]
+pub struct Replies {
+    /// Finished parts, then `tail`, the bytes being appended to.
+    parts: Vec<Part>,
+    tail: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Part {
+    Bytes(Vec<u8>),
+    Base64(Vec<u8>),
+}
+
+impl Replies {
+    /// The buffer to append encoded bytes to.
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        &mut self.tail
+    }
+
+    /// Raw data whose base64 text goes next.
+    fn push_base64(&mut self, raw: Vec<u8>) {
+        if !self.tail.is_empty() {
+            self.parts.push(Part::Bytes(std::mem::take(&mut self.tail)));
+        }
+        self.parts.push(Part::Base64(raw));
+    }
+
+    fn into_parts(mut self) -> Vec<Part> {
+        if !self.tail.is_empty() {
+            self.parts.push(Part::Bytes(self.tail));
+        }
+        self.parts
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty() && self.tail.is_empty()
+    }
+
+    /// Everything as one buffer (tests, and callers that need the bytes at once).
+    pub fn into_bytes(self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in self.into_parts() {
+            match part {
+                Part::Bytes(b) => out.extend_from_slice(&b),
+                Part::Base64(raw) => out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(raw)
+                        .as_bytes(),
+                ),
+            }
+        }
+        out
+    }
+
+    /// Writes every part, encoding base64 members one piece at a time.
+    async fn write_to<S: AsyncWrite + Unpin>(self, stream: &mut S) -> io::Result<()> {
+        let mut text = Vec::new();
+        for part in self.into_parts() {
+            match part {
+                Part::Bytes(b) => write_with_progress(stream, &b).await?,
+                Part::Base64(raw) => {
+                    for piece in raw.chunks(BASE64_PIECE) {
+                        text.clear();
+                        text.resize(piece.len().div_ceil(3) * 4, 0);
+                        let n = base64::engine::general_purpose::STANDARD
+                            .encode_slice(piece, &mut text)
+                            .map_err(io::Error::other)?;
+                        write_with_progress(stream, &text[..n]).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 pub struct Session<'a> {
     dispatcher: &'a Dispatcher,
@@ -49,22 +132,22 @@ impl<'a> Session<'a> {
     }
 
     /// Feeds received bytes; returns the replies to send, in order.
-    pub async fn receive(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
+    pub async fn receive(&mut self, bytes: &[u8]) -> Replies {
+        let mut out = Replies::default();
         for frame in self.framer.push(bytes) {
             match frame {
                 Frame::Message(message) => self.handle_message(&message, &mut out).await,
                 Frame::Error(error) => {
                     let error = CommandError::new(ErrorKind::Parse, error.to_string());
                     let id = (self.dialect == Dialect::JsonRpc).then_some(Value::Null);
-                    encode_reply(&mut out, self.dialect, id.as_ref(), &Err(error));
+                    encode_reply(out.bytes(), self.dialect, id.as_ref(), &Err(error));
                 }
             }
         }
         out
     }
 
-    async fn handle_message(&mut self, message: &[u8], out: &mut Vec<u8>) {
+    async fn handle_message(&mut self, message: &[u8], out: &mut Replies) {
         match decode(message, self.dialect) {
             Decoded::Single(Ok(request)) => {
                 self.dialect = request.dialect;
@@ -75,9 +158,9 @@ impl<'a> Session<'a> {
                     .await;
                 if let Outcome::Reply(result) = outcome {
                     if delimited && result.is_ok() {
-                        out.push(RESET_BYTE);
+                        out.bytes().push(RESET_BYTE);
                     }
-                    encode_reply(out, request.dialect, request.id.as_ref(), &result);
+                    encode_payload(out, request.dialect, request.id.as_ref(), result);
                 }
             }
             Decoded::Single(Err(rejection)) => self.reject(rejection, out),
@@ -92,28 +175,51 @@ impl<'a> Session<'a> {
                                 .execute(&request.command, request.arguments)
                                 .await;
                             if let Outcome::Reply(result) = outcome {
-                                replies.push((request.id, result));
+                                replies.push((request.id, result.map(Payload::into_value)));
                             }
                         }
                         Err(rejection) => replies.push((rejection.id, Err(rejection.error))),
                     }
                 }
-                encode_batch(out, &replies);
+                encode_batch(out.bytes(), &replies);
             }
         }
     }
 
-    fn reject(&mut self, rejection: Rejection, out: &mut Vec<u8>) {
+    fn reject(&mut self, rejection: Rejection, out: &mut Replies) {
         if rejection.error.kind != ErrorKind::Parse {
             self.dialect = rejection.dialect;
         }
         encode_reply(
-            out,
+            out.bytes(),
             rejection.dialect,
             rejection.id.as_ref(),
             &Err(rejection.error),
         );
     }
+}
+
+/// Appends one reply; a streamed payload is split around its raw member.
+fn encode_payload(
+    out: &mut Replies,
+    dialect: Dialect,
+    id: Option<&Value>,
+    result: Result<Payload, CommandError>,
+) {
+    let payload = match result {
+        Ok(Payload::Streamed(streamed)) => {
+            let split = encode_reply_around(dialect, id, streamed.value.clone(), streamed.field);
+            if let Some((before, after)) = split {
+                out.bytes().extend_from_slice(&before);
+                out.push_base64(streamed.bytes);
+                out.bytes().extend_from_slice(&after);
+                return;
+            }
+            Ok(Payload::Streamed(streamed).into_value())
+        }
+        other => other.map(Payload::into_value),
+    };
+    encode_reply(out.bytes(), dialect, id, &payload);
 }
 
 /// Serves one channel until it closes (sockets) or forever (devices).
@@ -141,7 +247,7 @@ where
         if replies.is_empty() {
             continue;
         }
-        if let Err(e) = write_with_progress(&mut stream, &replies).await {
+        if let Err(e) = replies.write_to(&mut stream).await {
             match on_eof {
                 OnEof::Close => return Err(e),
                 // The host vanished mid-reply; the next host starts clean.

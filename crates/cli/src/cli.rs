@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "porthole", version, about = "Talk to VM guest agents")]
+#[command(
+    name = "porthole",
+    version,
+    about = "See into virtual machines: talk to their guest agents, read their disk images"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -16,6 +20,64 @@ pub struct Cli {
 pub enum Command {
     /// Talk to a guest agent (qemu-ga or porthole-agent) through its host-side socket
     Agent(AgentArgs),
+    /// List the partitions, volumes and filesystems on a VM's disk images
+    Filesystems(FilesystemsArgs),
+    /// List a directory inside a VM's disk images (no root, no mounting, no VM)
+    Ls(LsArgs),
+    /// Copy a file from inside a VM's disk images to standard output
+    Cat(CatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FilesystemsArgs {
+    /// The VM's disk images, in the order the VM attaches them
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which filesystem tree to read, for `ls` and `cat`.
+#[derive(Debug, Args)]
+pub struct GuestArgs {
+    /// The VM's disk images (in attach order), then the path inside the guest
+    #[arg(value_name = "IMAGE... PATH", required = true, num_args = 2..)]
+    pub images_then_path: Vec<String>,
+    /// The root filesystem's device (e.g. /dev/sda2, /dev/vg/root) when the disks hold several
+    /// operating systems, or a filesystem to read on its own
+    #[arg(long, value_name = "DEVICE")]
+    pub root: Option<String>,
+}
+
+impl GuestArgs {
+    /// The images and the guest path (clap guarantees at least two values).
+    pub fn split(&self) -> (Vec<PathBuf>, String) {
+        let (path, images) = self
+            .images_then_path
+            .split_last()
+            .map(|(p, i)| (p.clone(), i.iter().map(PathBuf::from).collect()))
+            .unwrap_or_default();
+        (images, path)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// Long listing: type and mode, owner, size, modification time, link target
+    #[arg(short, long)]
+    pub long: bool,
+    /// Print JSON (every field of the long listing)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    #[command(flatten)]
+    pub guest: GuestArgs,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod agent;
 mod cli;
+mod image;
 mod output;
 
 use clap::Parser;
@@ -12,6 +13,9 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Agent(args) => agent::run(args),
+        cli::Command::Filesystems(args) => image::filesystems(args),
+        cli::Command::Ls(args) => image::ls(args),
+        cli::Command::Cat(args) => image::cat(args),
     };
     match result {
         Ok(code) => code,

@@ -294,7 +294,10 @@ fn osinfo_from_odd_os_release_is_equal_but_for_single_quotes() {
         q["return"]["id"], "oddlinux",
         "qemu-ga did not read the test file: {q}"
     );
-    assert_eq!(q["return"]["pretty-name"], "'Odd", "qemu-ga's quirk changed: {q}");
+    assert_eq!(
+        q["return"]["pretty-name"], "'Odd",
+        "qemu-ga's quirk changed: {q}"
+    );
     assert_eq!(p["return"]["pretty-name"], "Odd Linux 1.0 (single quoted)");
     for reply in [&mut q, &mut p] {
         reply["return"]

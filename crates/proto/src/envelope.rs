@@ -301,6 +301,40 @@ pub fn encode_reply(
     written
 }
 
+/// Stands in for a streamed member while the rest of the reply is encoded. Only a client's own
+/// `id` could contain it; [`encode_reply_around`] then declines and the caller encodes normally.
+const STREAM_PLACEHOLDER: &str = "porthole:streamed-member:8d2f61c4";
+
+/// Encodes a successful reply whose string member `field` of `value` is written separately
+/// (a large base64 payload, encoded while it is sent): returns the reply's bytes before and after
+/// that string's contents, quotes included on each side. `None` for a JSON-RPC notification, or
+/// if the reply cannot be split unambiguously.
+pub fn encode_reply_around(
+    dialect: Dialect,
+    id: Option<&Value>,
+    mut value: Value,
+    field: &str,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let slot = value.as_object_mut()?;
+    slot.insert(field.to_string(), Value::String(STREAM_PLACEHOLDER.into()));
+    let mut out = Vec::new();
+    if !encode_reply(&mut out, dialect, id, &Ok(value)) {
+        return None;
+    }
+    let needle = STREAM_PLACEHOLDER.as_bytes();
+    let mut hits = out
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle);
+    let (at, _) = hits.next()?;
+    if hits.next().is_some() {
+        return None;
+    }
+    let suffix = out.split_off(at + needle.len());
+    out.truncate(at);
+    Some((out, suffix))
+}
+
 /// Appends the replies of a JSON-RPC batch as one array (nothing if every element was a
 /// notification).
 pub fn encode_batch(out: &mut Vec<u8>, replies: &[(Option<Value>, Result<Value, CommandError>)]) {
@@ -472,6 +506,24 @@ mod tests {
             })
             .map_err(|e| Box::new(e) as Box<dyn std::any::Any + Send>)?
             .join()
+    }
+
+    #[test]
+    fn streamed_member_splits_the_reply() {
+        let value = json!({"count": 3, "buf-b64": "", "eof": true});
+        let (before, after) =
+            encode_reply_around(Dialect::Qga, Some(&json!(7)), value.clone(), "buf-b64")
+                .expect("split");
+        let whole = [before.as_slice(), b"YWJj", after.as_slice()].concat();
+        assert_eq!(
+            String::from_utf8_lossy(&whole),
+            "{\"return\": {\"buf-b64\": \"YWJj\", \"count\": 3, \"eof\": true}, \"id\": 7}\n"
+        );
+        let rpc = encode_reply_around(Dialect::JsonRpc, Some(&json!(1)), value.clone(), "buf-b64");
+        assert!(rpc.is_some());
+        // A client id holding the placeholder: no split, the caller encodes normally.
+        let sneaky = json!(STREAM_PLACEHOLDER);
+        assert!(encode_reply_around(Dialect::Qga, Some(&sneaky), value, "buf-b64").is_none());
     }
 
     #[test]

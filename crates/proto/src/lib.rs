@@ -20,6 +20,8 @@ mod qemu_json;
 pub mod schema;
 pub mod wire;
 
-pub use envelope::{decode, encode_reply, Decoded, Dialect, Rejection, Request};
+pub use envelope::{
+    decode, encode_reply, encode_reply_around, Decoded, Dialect, Rejection, Request,
+};
 pub use error::{CommandError, ErrorKind};
 pub use framer::{Frame, FrameError, Framer, Limits};

@@ -6,6 +6,7 @@
 
 use super::{blocking, errno_text};
 use crate::agent::Agent;
+use crate::dispatch::{Payload, Streamed};
 use crate::state::StateDir;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -13,7 +14,7 @@ use porthole_proto::commands::{
     FileOpenArgs, FileReadArgs, FileSeekArgs, FileWriteArgs, HandleArgs, Whence,
 };
 use porthole_proto::CommandError;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -142,7 +143,8 @@ pub async fn open(agent: Arc<Agent>, args: FileOpenArgs) -> Result<Value, Comman
     .await
 }
 
-pub async fn read(agent: Arc<Agent>, args: FileReadArgs) -> Result<Value, CommandError> {
+/// The data goes out as a streamed member: see [`Streamed`].
+pub async fn read(agent: Arc<Agent>, args: FileReadArgs) -> Result<Payload, CommandError> {
     let count = args.count.unwrap_or(DEFAULT_READ_COUNT);
     if !(0..=READ_LIMIT).contains(&count) {
         return Err(CommandError::invalid_value(count, "count"));
@@ -156,12 +158,11 @@ pub async fn read(agent: Arc<Agent>, args: FileReadArgs) -> Result<Value, Comman
         })?;
         open.eof = eof;
         buf.truncate(filled);
-        // Built by hand rather than through a struct so the (up to 64 MiB) string is moved, not copied.
-        let mut reply = Map::new();
-        reply.insert("count".into(), json!(filled));
-        reply.insert("buf-b64".into(), Value::String(BASE64.encode(&buf)));
-        reply.insert("eof".into(), Value::Bool(eof));
-        Ok(Value::Object(reply))
+        Ok(Payload::Streamed(Streamed {
+            value: json!({"count": filled, "eof": eof}),
+            field: "buf-b64",
+            bytes: buf,
+        }))
     })
     .await
 }

@@ -36,7 +36,7 @@ pub fn registry() -> Registry {
     r.add(spec::GUEST_SET_TIME, system::set_time);
     r.add(spec::GUEST_GET_USERS, system::users);
     r.add(spec::GUEST_FILE_OPEN, file::open);
-    r.add(spec::GUEST_FILE_READ, file::read);
+    r.add_payload(spec::GUEST_FILE_READ, file::read);
     r.add(spec::GUEST_FILE_WRITE, file::write);
     r.add(spec::GUEST_FILE_SEEK, file::seek);
     r.add(spec::GUEST_FILE_FLUSH, file::flush);
@@ -64,9 +64,10 @@ async fn info(agent: Arc<Agent>, _args: NoArgs) -> Result<Value, CommandError> {
 }
 
 /// Runs blocking work (file I/O, spawning helpers) off the async threads.
-pub async fn blocking<F>(work: F) -> Result<Value, CommandError>
+pub async fn blocking<F, T>(work: F) -> Result<T, CommandError>
 where
-    F: FnOnce() -> Result<Value, CommandError> + Send + 'static,
+    F: FnOnce() -> Result<T, CommandError> + Send + 'static,
+    T: Send + 'static,
 {
     tokio::task::spawn_blocking(work)
         .await
