@@ -57,59 +57,7 @@ fn read_os_release(path: &Path) -> Option<BTreeMap<String, String>> {
         return None;
     }
     let text = std::fs::read_to_string(path).ok()?;
-    Some(parse_os_release(&text))
-}
-
-pub fn parse_os_release(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.starts_with('#') {
-                return None;
-            }
-            let (key, value) = line.split_once('=')?;
-            let key = key.trim();
-            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return None;
-            }
-            Some((key.to_string(), shell_unquote(value.trim())?))
-        })
-        .collect()
-}
-
-/// Undoes shell quoting like g_shell_unquote: single quotes literal, double quotes with
-/// backslash escapes of `"` `\` `$` `` ` `` and newline, bare backslash escapes outside quotes.
-/// Returns `None` for an unterminated quote.
-pub fn shell_unquote(value: &str) -> Option<String> {
-    let mut out = String::with_capacity(value.len());
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => loop {
-                match chars.next()? {
-                    '\'' => break,
-                    other => out.push(other),
-                }
-            },
-            '"' => loop {
-                match chars.next()? {
-                    '"' => break,
-                    '\\' => match chars.next()? {
-                        e @ ('"' | '\\' | '$' | '`') => out.push(e),
-                        '\n' => {}
-                        other => {
-                            out.push('\\');
-                            out.push(other);
-                        }
-                    },
-                    other => out.push(other),
-                }
-            },
-            '\\' => out.push(chars.next()?),
-            other => out.push(other),
-        }
-    }
-    Some(out)
+    Some(porthole_shellvars::parse(&text))
 }
 
 pub async fn host_name(_agent: Arc<Agent>, _args: super::NoArgs) -> Result<Value, CommandError> {
@@ -271,19 +219,6 @@ fn c_string(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn os_release_quoting() {
-        let fields = parse_os_release(
-            "NAME=\"Debian GNU/Linux\"\nID=debian\nPRETTY_NAME='It''s \"odd\"'\nVERSION=\"12 \\\"bookworm\\\"\"\n# comment\nBAD LINE\nVARIANT=a\\ b\nVERSION_ID=\"unterminated\n",
-        );
-        assert_eq!(fields["NAME"], "Debian GNU/Linux");
-        assert_eq!(fields["ID"], "debian");
-        assert_eq!(fields["PRETTY_NAME"], "Its \"odd\"");
-        assert_eq!(fields["VERSION"], "12 \"bookworm\"");
-        assert_eq!(fields["VARIANT"], "a b");
-        assert!(!fields.contains_key("VERSION_ID"));
-    }
 
     #[test]
     fn utmp_earliest_login_per_user() {
