@@ -430,3 +430,311 @@ fn lstat_semantics() {
     ));
     assert_eq!(fs.metadata(b"/").unwrap().file_type, FileType::Directory);
 }
+
+// ---- small images: hostile structures and fuzzing ----
+
+/// A small tree: a short file, a file of many pieces, a leaf directory, a short-form directory,
+/// inline and (if `remote_link`) remote symlinks, a FIFO. mkfs.xfs 6.1's protofile code writes
+/// v5 remote symlinks without their `XSLM` block header (the kernel rejects such links too), so
+/// the v5 small tree has none; the mounted v5 images cover them.
+fn small_tree(root: &Path, remote_link: bool) {
+    std::fs::create_dir(root).unwrap();
+    write(&root.join("hello"), b"hello, xfs\n");
+    let pieces = root.join("pieces");
+    write(&pieces, b"");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pieces)
+        .unwrap();
+    for i in 0..16u64 {
+        f.write_all_at(&pattern(&format!("p{i}"), 700), i * 2048)
+            .unwrap();
+    }
+    for i in 0..30 {
+        let name = format!("d/file-with-name-{i:02}-{}", "x".repeat(130));
+        write(&root.join(name), b"x");
+    }
+    write(&root.join("s/one"), b"1");
+    std::os::unix::fs::symlink("hello", root.join("inline-link")).unwrap();
+    if remote_link {
+        std::os::unix::fs::symlink("r/".repeat(300), root.join("remote-link")).unwrap();
+    }
+    run("mkfifo", "coreutils", &[&s(&root.join("fifo"))], None);
+}
+
+/// `mkfs.xfs -p` into a 16 MiB image with an external log, cut after its last non-zero
+/// sector. mkfs.xfs refuses filesystems under 300 MB unless fstests' variables are set.
+fn small_image(img: &Path, tree: &Path, args: &[&str]) {
+    let log = img.with_extension("log");
+    truncate(img, 16 << 20);
+    truncate(&log, 16 << 20);
+    let log_arg = format!("-l logdev={}", s(&log));
+    let mut all = vec!["-d", "agcount=1"];
+    all.extend_from_slice(args);
+    all.extend(log_arg.split_once(' ').map(|(a, b)| [a, b]).unwrap());
+    proto_image(
+        img,
+        tree,
+        &["TEST_DIR=1", "TEST_DEV=1", "QA_CHECK_FS=1"],
+        &all,
+    );
+    let data = std::fs::read(img).unwrap();
+    let end = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    std::fs::write(img, &data[..end.next_multiple_of(4096)]).unwrap();
+    std::fs::remove_file(log).unwrap();
+}
+
+struct Small {
+    v4_tree: PathBuf,
+    v5_tree: PathBuf,
+    v4: Vec<u8>,
+    v5: Vec<u8>,
+}
+
+fn small() -> &'static Small {
+    static SMALL: OnceLock<Small> = OnceLock::new();
+    SMALL.get_or_init(|| {
+        let names = ["v4-tree", "v5-tree", "v4.img", "v5.img"];
+        let p = cached("xfs small images v4", &names, |p| {
+            for q in p {
+                let _ = std::fs::remove_dir_all(q);
+                let _ = std::fs::remove_file(q);
+            }
+            small_tree(&p[0], true);
+            small_tree(&p[1], false);
+            small_image(&p[2], &p[0], &["-m", "crc=0", "-b", "size=512"]);
+            small_image(
+                &p[3],
+                &p[1],
+                &["-m", "crc=1", "-b", "size=1024", "-i", "size=512"],
+            );
+        });
+        Small {
+            v4_tree: p[0].clone(),
+            v5_tree: p[1].clone(),
+            v4: std::fs::read(&p[2]).unwrap(),
+            v5: std::fs::read(&p[3]).unwrap(),
+        }
+    })
+}
+
+fn open_mem(data: &[u8]) -> porthole_fs::Result<Box<dyn Filesystem>> {
+    porthole_fs::open(porthole_testkit::mem(data.to_vec()))
+}
+
+#[test]
+fn small_cut_images_hold_their_tree() {
+    let sm = small();
+    for (img, tree) in [(&sm.v4, &sm.v4_tree), (&sm.v5, &sm.v5_tree)] {
+        assert!(img.len() <= 128 << 10, "small image is {} bytes", img.len());
+        let fs = open_mem(img).unwrap();
+        assert_same_tree(fs.as_ref(), b"/", tree, PROTO);
+    }
+}
+
+fn put(img: &mut [u8], at: usize, bytes: &[u8]) {
+    img[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+fn be16(img: &[u8], at: usize) -> usize {
+    u16::from_be_bytes([img[at], img[at + 1]]).into()
+}
+
+fn corrupt_at(r: porthole_fs::Result<impl std::fmt::Debug>) -> (u64, String) {
+    match r {
+        Err(Error::Corrupt { offset, what, .. }) => (offset, what),
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+#[test]
+fn truncated_image_fails_cleanly() {
+    let sm = small();
+    assert!(matches!(open_mem(&sm.v4[..100]), Err(Error::Device(_))));
+    // Cut inside the file data: the filesystem opens, and what lies past the end fails.
+    let big = std::fs::read(&images().v5).unwrap();
+    let fs = open_mem(&big[..1 << 20]).unwrap();
+    assert!(fs.read_file(b"/data/three-mib", 16 << 20).is_err());
+    porthole_fs::fuzzing::walk(fs.as_ref());
+}
+
+#[test]
+fn absurd_superblocks_are_rejected() {
+    let sm = small();
+    let cases: [(usize, &[u8]); 5] = [
+        (88, &[0xff, 0xff, 0xff, 0xff]), // sb_agcount
+        (4, &[0, 0, 0, 3]),              // sb_blocksize
+        (4, &[0x40, 0, 0, 0]),           // sb_blocksize 1 GiB
+        (104, &[0xff, 0xff]),            // sb_inodesize
+        (84, &[0, 0, 0, 0]),             // sb_agblocks
+    ];
+    for (at, bytes) in cases {
+        let mut img = sm.v4.clone();
+        put(&mut img, at, bytes);
+        let (offset, what) = corrupt_at(open_mem(&img));
+        assert!(offset < 512, "{what} at {offset}");
+    }
+}
+
+/// Geometry of the small v4 image: (block size, inode size, inodes-per-block log, AG block log).
+fn geometry(img: &[u8]) -> (usize, usize, u32, u32) {
+    let bs = u32::from_be_bytes(img[4..8].try_into().unwrap()) as usize;
+    (bs, be16(img, 104), img[123].into(), img[124].into())
+}
+
+fn inode_offset(img: &[u8], ino: u64) -> usize {
+    let (bs, isize, inopb_log, agblk_log) = geometry(img);
+    assert_eq!(
+        ino >> (inopb_log + agblk_log),
+        0,
+        "small images have one AG"
+    );
+    ((ino >> inopb_log) as usize) * bs + (ino as usize & ((1 << inopb_log) - 1)) * isize
+}
+
+/// Turns `path`'s data fork into a bmbt whose level-1 block points at itself.
+fn self_looping_bmbt(path: &[u8]) -> Vec<u8> {
+    let sm = small();
+    let mut img = sm.v4.clone();
+    let (bs, isize, _, _) = geometry(&img);
+    let ino = open_mem(&img).unwrap().metadata(path).unwrap().ino;
+    let at = inode_offset(&img, ino);
+    let loop_block = img.len() / bs;
+    img.resize(img.len() + bs, 0);
+    put(&mut img, at + 5, &[3]); // di_format: btree
+    put(&mut img, at + 82, &[0]); // no attribute fork
+    let fork = at + 100;
+    let maxrecs = (isize - 100 - 4) / 16;
+    put(&mut img, fork, &[0, 2, 0, 1]); // level 2, one record
+    put(
+        &mut img,
+        fork + 4 + maxrecs * 8,
+        &(loop_block as u64).to_be_bytes(),
+    );
+    let blk = loop_block * bs;
+    put(&mut img, blk, b"BMAP\x00\x01\x00\x01"); // level 1, one record
+    let maxrecs = (bs - 24) / 16;
+    put(
+        &mut img,
+        blk + 24 + maxrecs * 8,
+        &(loop_block as u64).to_be_bytes(),
+    );
+    img
+}
+
+#[test]
+fn self_looping_bmbt_is_an_error() {
+    let img = self_looping_bmbt(b"/pieces");
+    let fs = open_mem(&img).unwrap();
+    let (_, what) = corrupt_at(fs.read_file(b"/pieces", 1 << 20));
+    assert!(what.contains("level"), "{what}");
+    let img = self_looping_bmbt(b"/d");
+    let fs = open_mem(&img).unwrap();
+    let (_, what) = corrupt_at(fs.read_dir(b"/d"));
+    assert!(what.contains("level"), "{what}");
+}
+
+#[test]
+fn directory_name_length_past_the_block_is_an_error() {
+    let sm = small();
+    let mut img = sm.v4.clone();
+    // The entry placed last in its directory block, where 255 bytes of name cannot fit.
+    let dir_block = 512 << img[192];
+    let name = b"file-with-name-";
+    let start = |i: usize| {
+        (0..=i / 512)
+            .rev()
+            .map(|b| b * 512)
+            .find(|&b| &img[b..b + 4] == b"XD2D")
+            .unwrap()
+    };
+    let at = (0..img.len() - name.len())
+        .filter(|&i| &img[i..i + name.len()] == name)
+        .max_by_key(|&i| i - start(i))
+        .unwrap();
+    assert!(at - start(at) > dir_block - 256);
+    img[at - 1] = 0xff;
+    let fs = open_mem(&img).unwrap();
+    let (offset, what) = corrupt_at(fs.read_dir(b"/d"));
+    assert_eq!(offset, at as u64 - 1, "{what}");
+    assert!(what.contains("name length"), "{what}");
+    // Short form: an entry running past the inode fork.
+    let mut img = sm.v4.clone();
+    let ino = open_mem(&img).unwrap().metadata(b"/s").unwrap().ino;
+    let fork = inode_offset(&img, ino) + 100;
+    img[fork + 6] = 0xff; // first entry's name length (after count, i8count, 4-byte parent)
+    let fs = open_mem(&img).unwrap();
+    corrupt_at(fs.read_dir(b"/s"));
+}
+
+/// A deterministic generator (xorshift), so every run mutates the same bytes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Mutates the non-zero (metadata) sectors of `seed` `rounds` times, walking each result.
+fn mutate_and_walk(seed: &[u8], rounds: usize, rng: &mut Rng) {
+    let sectors: Vec<usize> = (0..seed.len() / 512)
+        .filter(|i| seed[i * 512..(i + 1) * 512].iter().any(|&b| b != 0))
+        .collect();
+    for _ in 0..rounds {
+        let mut data = seed.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            let sector = sectors[rng.below(sectors.len())];
+            let at = sector * 512 + rng.below(512);
+            data[at] = match rng.below(4) {
+                0 => data[at] ^ (1 << rng.below(8)),
+                1 => rng.next() as u8,
+                2 => 0xff,
+                _ => 0,
+            };
+        }
+        porthole_fs::fuzzing::fuzz_filesystem(&data);
+    }
+}
+
+fn corpus() -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/xfs");
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    seeds.sort();
+    seeds
+}
+
+#[test]
+fn corpus_seeds_are_small_readable_xfs_images() {
+    let seeds = corpus();
+    assert!(seeds.len() >= 2);
+    for seed in seeds {
+        assert!(seed.len() <= 128 << 10);
+        let fs = open_mem(&seed).unwrap();
+        assert!(!fs.read_dir(b"/").unwrap().is_empty());
+    }
+}
+
+#[test]
+fn fuzz_entry_point_survives_metadata_mutations() {
+    let sm = small();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let started = std::time::Instant::now();
+    for seed in [&sm.v4, &sm.v5] {
+        porthole_fs::fuzzing::fuzz_filesystem(seed);
+        mutate_and_walk(seed, 1500, &mut rng);
+    }
+    for seed in corpus() {
+        mutate_and_walk(&seed, 300, &mut rng);
+    }
+    eprintln!("mutation runs took {:?}", started.elapsed());
+}
