@@ -359,6 +359,34 @@ fn xfs_db_format(img: &Path, path: &str) -> String {
     out.trim().to_string()
 }
 
+/// Logical byte offsets of the extents of `path`'s data fork (xfs_db `bmap`).
+fn bmap_offsets(img: &Path, path: &str, block_size: u64) -> Vec<u64> {
+    let out = run(
+        "xfs_db",
+        XFSPROGS,
+        &["-r", "-c", &format!("path {path}"), "-c", "bmap", &s(img)],
+        None,
+    );
+    out.lines()
+        .filter_map(|l| l.strip_prefix("data offset "))
+        .map(|l| l.split(' ').next().unwrap().parse::<u64>().unwrap() * block_size)
+        .collect()
+}
+
+/// Block, leaf or node: which of the leaf (32 GiB) and free-index (64 GiB) regions of a
+/// directory's logical space are in use.
+fn dir_form(img: &Path, path: &str, block_size: u64) -> &'static str {
+    let offsets = bmap_offsets(img, path, block_size);
+    match (
+        offsets.iter().any(|&o| o >= 32 << 30),
+        offsets.iter().any(|&o| o >= 64 << 30),
+    ) {
+        (_, true) => "node",
+        (true, false) => "leaf",
+        _ => "block",
+    }
+}
+
 #[test]
 fn v5_4k_holds_the_reference_tree() {
     let im = images();
@@ -381,6 +409,10 @@ fn v4_without_ftype_holds_the_reference_tree() {
     let fs = open_xfs(&im.v4);
     assert_same_tree(fs.as_ref(), b"/", &im.v4_tree, PROTO);
     check_identity(&im.v4);
+    // mkfs stamps the time it ran (v4 has no bigtime: 32-bit seconds).
+    let built = std::fs::metadata(&im.v4).unwrap().mtime();
+    let stamped = fs.metadata(b"/etc/hostname").unwrap().mtime.unwrap();
+    assert!((stamped - built).abs() < 3600, "{stamped} vs {built}");
     // Without ftype the listing's types come from the inodes.
     let entries = fs.read_dir(b"/special").unwrap();
     assert!(entries.iter().any(|e| e.file_type == FileType::Fifo));
@@ -390,7 +422,10 @@ fn v4_without_ftype_holds_the_reference_tree() {
 #[test]
 fn images_exercise_every_fork_and_directory_form() {
     let im = images();
-    for img in [&im.v5, &im.v5_1k] {
+    for (img, bs) in [(&im.v5, 4096), (&im.v5_1k, 1024)] {
+        assert_eq!(dir_form(img, "/dirs/block", bs), "block");
+        assert_eq!(dir_form(img, "/dirs/leaf", bs), "leaf");
+        assert_eq!(dir_form(img, "/big-dir", bs), "node");
         assert!(xfs_db_format(img, "/dirs/short").contains("(local)"));
         assert!(xfs_db_format(img, "/dirs/block").contains("(extents)"));
         assert!(xfs_db_format(img, "/frag/holey").contains("(btree)"));

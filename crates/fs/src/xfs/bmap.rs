@@ -195,3 +195,37 @@ pub(super) fn read_mapped(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extent_records_unpack() {
+        let rec: u128 = (1 << 127) | (5u128 << 73) | (0x1234u128 << 21) | 7;
+        assert_eq!(
+            decode(rec),
+            Extent {
+                file_block: 5,
+                fs_block: 0x1234,
+                len: 7,
+                unwritten: true
+            }
+        );
+    }
+
+    #[test]
+    fn find_reports_holes() {
+        let e = |file_block, len| Extent {
+            file_block,
+            fs_block: 100,
+            len,
+            unwritten: false,
+        };
+        let map = [e(2, 2), e(10, 1)];
+        assert_eq!(find(&map, 0), Err(0));
+        assert_eq!(find(&map, 3).map(|x| x.file_block), Ok(2));
+        assert_eq!(find(&map, 4), Err(1));
+        assert_eq!(find(&map, 11), Err(2));
+    }
+}
