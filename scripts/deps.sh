@@ -7,7 +7,8 @@ packages=(
   qemu-guest-agent   # Debian's qemu-ga: the reference the conformance suite diffs against
   qemu-utils         # qemu-img, qemu-io: build test images in every format
   e2fsprogs          # mkfs.ext4 -d
-  xfsprogs           # mkfs.xfs -p protofile
+  xfsprogs           # mkfs.xfs (-p protofile), xfs_io, xfs_db: the XFS reader's test images
+  attr               # setfattr: xattrs in the XFS test images
   btrfs-progs        # mkfs.btrfs --rootdir
   dosfstools         # mkfs.vfat
   mtools             # mcopy into FAT images without mounting
