@@ -739,7 +739,7 @@ fn mutate_and_walk(seed: &[u8], rounds: usize, rng: &mut Rng) {
 }
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/xfs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/xfs");
     let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
