@@ -1,0 +1,13 @@
+//! Offline inspection: what is inside a VM's disks, read without booting, mounting or root.
+//!
+//! Built on [`porthole_guest`] (images → volumes → filesystems → one guest tree per OS root),
+//! this crate derives the facts virt-inspector reports, and more an operator of a fleet needs:
+//!
+//! - [`packages`]: installed applications from each package database format (dpkg, rpm in its
+//!   three database formats, apk, pacman, Windows Uninstall keys), each a parser of untrusted
+//!   bytes with a fuzz entry point; a damaged database is a warning, never a failed inspection.
+//!
+//! Every parser here reads a guest's files, which are hostile input: sizes are capped before
+//! reading, every offset is checked, and each parser returns what it could read plus warnings.
+
+pub mod packages;
