@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+pub mod dpkg;
+
 /// One installed application or package, with virt-inspector's fields. Empty fields are `None`
 /// (virt-inspector leaves the element out).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
