@@ -1,0 +1,4 @@
+//! Facts about a Linux root: distribution ([`distro`]), architecture ([`elf`]).
+
+pub mod distro;
+pub mod elf;
