@@ -192,7 +192,7 @@ impl Sparse {
             0 => (Piece::Backing, run),
             GTE_ZERO => (Piece::Zero, run),
             s if self.h.flags & FLAG_COMPRESSED != 0 => (
-                Piece::Decoded(self.grain(u64::from(s) * 512)?, within as usize),
+                Piece::Decoded(self.grain(u64::from(s) * 512, grain)?, within as usize),
                 run,
             ),
             s => (Piece::Data(u64::from(s) * 512 + within), run),
@@ -200,13 +200,14 @@ impl Sparse {
     }
 
     /// Decodes a compressed grain: with markers, `lba u64, size u32` precede the zlib data.
-    fn grain(&self, at: u64) -> Result<Arc<[u8]>> {
+    fn grain(&self, at: u64, index: u64) -> Result<Arc<[u8]>> {
         let key = Key {
             image: self.id,
             kind: KIND_GRAIN,
             offset: at,
         };
-        let out = self.h.grain as usize;
+        // The last grain of a disk that is not a whole number of grains is stored short.
+        let out = (self.h.capacity - index * self.h.grain).min(self.h.grain) as usize;
         let rest = self.file.size().saturating_sub(at);
         self.cache.get_or_load(key, || {
             let (data_at, len) = if self.h.flags & FLAG_MARKERS != 0 {
@@ -223,7 +224,9 @@ impl Sparse {
                 ));
             }
             let input = read_meta(self.file.as_ref(), FORMAT, data_at, len, "compressed grain")?;
-            decode(Codec::Zlib, &input, out, FORMAT, data_at)
+            let mut grain = decode(Codec::Zlib, &input, out, FORMAT, data_at)?;
+            grain.resize(self.h.grain as usize, 0);
+            Ok(grain)
         })
     }
 }
