@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::cache::{Cache, DEFAULT_CACHE_BYTES};
 use crate::{qcow2, vhdx, vmdk, BlockDevice, Error, RawImage, Result};
@@ -78,6 +78,7 @@ pub fn open_device(file: Dev, format: Option<Format>) -> Result<Image> {
     let ctx = Ctx {
         cache: Arc::new(Cache::new(DEFAULT_CACHE_BYTES)),
         files: None,
+        opened: Arc::default(),
     };
     ctx.open(file, format)
 }
@@ -107,6 +108,8 @@ pub fn detect_format(file: &dyn BlockDevice) -> Result<Format> {
 pub(crate) struct Ctx {
     pub cache: Arc<Cache>,
     files: Option<Files>,
+    /// Every backing file opened for this chain, in the order opened (nearest first).
+    opened: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +130,7 @@ impl Ctx {
                 dir,
                 chain: vec![canon],
             }),
+            opened: Arc::default(),
         })
     }
 
@@ -142,11 +146,7 @@ impl Ctx {
             Format::Vmdk => vmdk::open(file, self)?,
             Format::Vhdx => vhdx::open(file, self)?,
         };
-        let backing_chain = self
-            .files
-            .as_ref()
-            .map(|f| f.chain.iter().skip(1).cloned().collect())
-            .unwrap_or_default();
+        let backing_chain = self.opened.lock().map(|o| o.clone()).unwrap_or_default();
         Ok(Image {
             format,
             device,
@@ -188,7 +188,11 @@ impl Ctx {
         }
         let mut chain = files.chain.clone();
         chain.push(canon.clone());
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.push(canon.clone());
+        }
         let ctx = Ctx {
+            opened: self.opened.clone(),
             cache: self.cache.clone(),
             files: Some(Files {
                 dir: canon.parent().map(Path::to_path_buf).unwrap_or_default(),
