@@ -133,7 +133,7 @@ fn parse_header(file: &dyn BlockDevice) -> Result<Header> {
     }
     let (incompat, header_len, compression) = if version == 3 {
         let len = be32(&h, 100);
-        if len < 104 || u64::from(len) > cluster || len % 8 != 0 || h.len() < 104 {
+        if len < 104 || u64::from(len) > cluster || !len.is_multiple_of(8) || h.len() < 104 {
             return Err(corrupt(FORMAT, 100, format!("header_length {len}")));
         }
         let ct = if len > 104 {
@@ -243,7 +243,7 @@ fn check_l1(h: &Header, file_size: u64) -> Result<()> {
         ));
     }
     let end = h.l1_offset.checked_add(h.l1_size * 8);
-    if h.l1_offset % (1 << h.cluster_bits) != 0 || end.is_none_or(|e| e > file_size) {
+    if !h.l1_offset.is_multiple_of(1 << h.cluster_bits) || end.is_none_or(|e| e > file_size) {
         return Err(corrupt(
             FORMAT,
             h.l1_offset,

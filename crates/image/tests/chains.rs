@@ -2,6 +2,8 @@
 //! VMDK delta links, and a crafted VHDX differencing image. Compared with qemu-img's view of
 //! the whole chain where qemu reads it.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is a failure report.
+
 mod common;
 
 use common::*;

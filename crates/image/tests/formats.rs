@@ -1,6 +1,8 @@
 //! Every format and subformat qemu-img writes, read by porthole and compared byte for byte
 //! with qemu-img's own raw conversion.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is a failure report.
+
 mod common;
 
 use std::path::Path;

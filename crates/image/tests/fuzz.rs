@@ -1,6 +1,8 @@
 //! The fuzz entry points over seeds (tiny qemu-img images, a crafted VHDX) and thousands of
 //! deterministic mutations each, so CI exercises the parsers on hostile input on every run.
 
+#![allow(clippy::unwrap_used, clippy::single_range_in_vec_init)] // Tests: a panic is a failure report.
+
 use std::ops::Range;
 use std::sync::Arc;
 

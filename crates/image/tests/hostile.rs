@@ -2,6 +2,8 @@
 //! backing loops and refused features. Each must give a clear error (format, structure,
 //! offset) or zeros, never a panic, and opening must stay cheap.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is a failure report.
+
 mod common;
 
 use std::os::unix::fs::FileExt;
