@@ -163,7 +163,7 @@ fn mutated_vmdk_never_panics() {
     for name in ["sparse.vmdk", "stream.vmdk"] {
         let s = seed(name);
         let hot = [0..512, 512..2048, 2048..0x10000, s.len() - 2048..s.len()];
-        run(s, 2500, &hot, |_| {}, fuzzing::fuzz_vmdk);
+        run(s, 1500, &hot, |_| {}, fuzzing::fuzz_vmdk);
     }
     let desc = b"# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType=\"twoGbMaxExtentSparse\"\nRW 100 SPARSE \"a-s001.vmdk\"\nRW 8 ZERO\nRW 16 FLAT \"b.raw\" 4\nparentFileNameHint=\"p.vmdk\"\n";
     run(
@@ -202,5 +202,5 @@ fn mutated_vhdx_never_panics() {
         0x60000 + 4096 * 8..0x60000 + 4097 * 8,
         3 * mib..3 * mib + 512,
     ]);
-    run(&diff, 500, &hot, fix_vhdx_checksums, fuzzing::fuzz_vhdx);
+    run(&diff, 300, &hot, fix_vhdx_checksums, fuzzing::fuzz_vhdx);
 }
