@@ -6,6 +6,37 @@
 //!
 //! Images are hostile input: every length and offset read from a header is checked before use, and
 //! no allocation is sized by a header field without a fixed upper bound.
+//!
+//! [`open_image`] detects the format by magic ([`detect_format`]; [`open_image_as`] forces one)
+//! and returns one device for the whole chain:
+//! - [`qcow2`]: v2 and v3, zlib and zstd compressed clusters, zero clusters, extended L2
+//!   entries (subclusters), backing files; external data files and encryption are refused.
+//! - [`vmdk`]: monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse/Flat,
+//!   and delta links (parentFileNameHint) as a backing chain.
+//! - [`vhdx`]: fixed, dynamic and differencing (parent locator: relative path first); an
+//!   image with a non-empty log is refused, since replaying it is a write.
+//!
+//! Format readers sit on an `Arc<dyn BlockDevice>` of their container file, so they also read
+//! images held in memory ([`open_device`], used by [`fuzzing`]); only [`open_image`] turns
+//! names found in images (backing files, extent files) into paths, relative to the image's
+//! directory, and it refuses loops and chains deeper than [`MAX_CHAIN`]. Tables and decoded
+//! clusters are loaded lazily through one bounded LRU [`Cache`] per opened chain, so opening
+//! is cheap and memory bounded whatever size a header claims.
+
+mod bytes;
+mod cache;
+mod compress;
+pub mod fuzzing;
+mod mapped;
+mod open;
+pub mod qcow2;
+pub mod vhdx;
+pub mod vmdk;
+
+pub use cache::{Cache, CacheStats, DEFAULT_CACHE_BYTES};
+pub use open::{
+    detect_format, open_device, open_image, open_image_as, Dev, Format, Image, MAX_CHAIN,
+};
 
 use std::fmt;
 use std::fs::File;
@@ -38,6 +69,12 @@ pub enum Error {
     /// The image uses a feature porthole does not read.
     #[error("{format}: unsupported: {what}")]
     Unsupported { format: &'static str, what: String },
+    /// A backing chain names the same file twice.
+    #[error("backing chain loop: {path} is already in the chain")]
+    BackingLoop { path: PathBuf },
+    /// A backing chain is longer than porthole follows.
+    #[error("backing chain deeper than {limit} images at {path}")]
+    ChainTooDeep { path: PathBuf, limit: usize },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
