@@ -34,6 +34,6 @@ if ((${#missing[@]})); then
 fi
 
 if ! command -v cargo >/dev/null; then
-  echo "error: cargo not found; install a Rust toolchain (1.80 or newer) first" >&2
+  echo "error: cargo not found; install a Rust toolchain (1.87 or newer) first" >&2
   exit 1
 fi

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use porthole_fs::{FileType, Filesystem, FsInfo};
-use porthole_image::{BlockDevice, RawImage};
+use porthole_image::BlockDevice;
 use porthole_volume::{scan, Volume, VolumeKind};
 
 use crate::fstab::{self, FstabEntry};
@@ -290,13 +290,12 @@ fn fs_root_for(entry: &FstabEntry) -> Vec<u8> {
     }
 }
 
-/// Opens one image file.
+/// Opens one image file in whatever format it is (raw, qcow2, VMDK, VHDX, with backing chains).
 fn open_image(path: &Path) -> Result<Arc<dyn BlockDevice>, Error> {
-    let raw = RawImage::open(path).map_err(|source| Error::Image {
+    porthole_image::open_image(path).map_err(|source| Error::Image {
         path: path.to_path_buf(),
         source,
-    })?;
-    Ok(Arc::new(raw))
+    })
 }
 
 #[cfg(test)]
