@@ -114,9 +114,8 @@ pub fn parse(sb: &[u8], version: MdVersion, offset: u64, dev_size: u64) -> Resul
     let (Some(data_offset), Some(data_size)) = (data_offset, data_size) else {
         return Err(bad(128, "data area overflows".into()));
     };
-    if !data_offset
-        .checked_add(data_size)
-        .is_some_and(|end| end <= dev_size)
+    if data_offset
+        .checked_add(data_size).is_none_or(|end| end > dev_size)
     {
         return Err(bad(
             128,

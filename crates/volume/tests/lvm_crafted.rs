@@ -28,7 +28,7 @@ fn expected_lv0(o: u64) -> u8 {
     } else {
         let rel = o - 8192;
         let k = rel / 1024;
-        let first = if k % 2 == 0 { 8 } else { 12 };
+        let first = if k.is_multiple_of(2) { 8 } else { 12 };
         65536 + first * 4096 + (k / 2) * 1024 + rel % 1024
     };
     (dev_off / 4096) as u8 ^ dev_off as u8

@@ -41,7 +41,7 @@ pub fn probe(device: &Dev) -> Result<Option<PhysicalVolume>> {
                 .transpose()
         });
         match parsed {
-            Ok(Some(vg)) if metadata.as_ref().map_or(true, |m| vg.seqno > m.seqno) => {
+            Ok(Some(vg)) if metadata.as_ref().is_none_or(|m| vg.seqno > m.seqno) => {
                 metadata = Some(vg)
             }
             Ok(_) => {}
@@ -225,7 +225,7 @@ impl VolumeGroup {
             }
         };
         let n = stripes.len() as u64;
-        if seg.extent_count == 0 || seg.extent_count % n != 0 {
+        if seg.extent_count == 0 || !seg.extent_count.is_multiple_of(n) {
             return Err(self.err(format!(
                 "LV {}: {} extents do not divide into {n} stripes",
                 lv.name, seg.extent_count
