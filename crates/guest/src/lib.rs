@@ -24,8 +24,8 @@ use std::path::PathBuf;
 /// Errors from assembling or reading a guest.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An image file could not be opened.
-    #[error("{}: {source}", path.display())]
+    /// An image file could not be opened (the image layer's message names the file).
+    #[error("{source}")]
     Image {
         path: PathBuf,
         #[source]
