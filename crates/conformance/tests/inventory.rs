@@ -61,7 +61,11 @@ fn fsinfo_and_disks_values_agree() {
             c.execute("guest-get-disks", Value::Null).expect("reply"),
         )
     });
-    assert!(q.0.get("return").is_some(), "qemu-ga fsinfo failed: {}", q.0);
+    assert!(
+        q.0.get("return").is_some(),
+        "qemu-ga fsinfo failed: {}",
+        q.0
+    );
     // Usage moves while other tests write files: shape only for the byte counts.
     let opts = ShapeOpts::values(&[
         "/return/*/name",
@@ -86,7 +90,12 @@ fn memory_blocks_are_equal() {
         )
     });
     assert_same("guest-get-memory-blocks", &q.0, &p.0, &ShapeOpts::exact());
-    assert_same("guest-get-memory-block-info", &q.1, &p.1, &ShapeOpts::exact());
+    assert_same(
+        "guest-get-memory-block-info",
+        &q.1,
+        &p.1,
+        &ShapeOpts::exact(),
+    );
 }
 
 /// Requests that leave every CPU as it is, and argument errors.
@@ -126,10 +135,19 @@ fn set_vcpus_results_and_errors_agree() {
             .collect::<Vec<_>>()
     });
     assert_eq!(q[6], json!({"return": 1}), "qemu-ga partial success");
-    assert!(error_of(&q[1]).is_some(), "qemu-ga accepted cpu 99999: {}", q[1]);
+    assert!(
+        error_of(&q[1]).is_some(),
+        "qemu-ga accepted cpu 99999: {}",
+        q[1]
+    );
     let mut d = Divergences::default();
     for ((args, qv), pv) in cases.iter().zip(&q).zip(&p) {
-        d.same(&format!("guest-set-vcpus {args}"), qv, pv, &ShapeOpts::exact());
+        d.same(
+            &format!("guest-set-vcpus {args}"),
+            qv,
+            pv,
+            &ShapeOpts::exact(),
+        );
     }
     d.finish();
 }

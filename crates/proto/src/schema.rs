@@ -204,7 +204,10 @@ mod tests {
             Err("Invalid parameter type for 'arg', expected: array".into())
         );
         assert_eq!(check(json!({"id": 1, "whence": 7})), Ok(()));
-        assert_eq!(check(json!({"id": 1, "n": 18446744073709551615_u64})), Ok(()));
+        assert_eq!(
+            check(json!({"id": 1, "n": 18446744073709551615_u64})),
+            Ok(())
+        );
         assert_eq!(check(json!({"id": 1, "n": -1})), Ok(()));
         assert_eq!(
             check(json!({"id": 1, "n": 1.0})),

@@ -9,7 +9,9 @@
 use super::sysfs::{atoi, leading_numbers, os_error, read_text, TABLE_LIMIT};
 use super::{blocking, NoArgs};
 use crate::agent::Agent;
-use porthole_proto::commands::{CpuStats, LinuxCpuStats, LoadAverage, LogicalProcessor, SetVcpusArgs};
+use porthole_proto::commands::{
+    CpuStats, LinuxCpuStats, LoadAverage, LogicalProcessor, SetVcpusArgs,
+};
 use porthole_proto::CommandError;
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
@@ -94,7 +96,11 @@ enum Direction {
 }
 
 /// Reads a CPU's state into `vcpu` or writes `vcpu.online` to it, with qemu-ga's error texts.
-fn transfer(dir: &Path, vcpu: &mut LogicalProcessor, direction: Direction) -> Result<(), CommandError> {
+fn transfer(
+    dir: &Path,
+    vcpu: &mut LogicalProcessor,
+    direction: Direction,
+) -> Result<(), CommandError> {
     let dirpath = format!("{}/cpu{}/", dir.display(), vcpu.logical_id);
     OpenOptions::new()
         .read(true)
@@ -242,6 +248,88 @@ mod tests {
         assert_eq!(c0.guestnice, Some(60));
         let CpuStats::Linux(c1) = &stats[1];
         assert_eq!((c1.irq, c1.softirq, c1.steal), (Some(20), Some(0), None));
+    }
+
+    /// A fake `/sys/devices/system/cpu`: cpu0 without `online`, cpu1 online, cpu2 offline.
+    fn fake_cpus() -> std::io::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        for (cpu, online) in [("cpu0", None), ("cpu1", Some("1\n")), ("cpu2", Some("0\n"))] {
+            std::fs::create_dir(dir.path().join(cpu))?;
+            if let Some(state) = online {
+                std::fs::write(dir.path().join(cpu).join("online"), state)?;
+            }
+        }
+        std::fs::create_dir(dir.path().join("cpufreq"))?;
+        Ok(dir)
+    }
+
+    fn cpu(id: i64, online: bool) -> LogicalProcessor {
+        LogicalProcessor {
+            logical_id: id,
+            online,
+            can_offline: None,
+        }
+    }
+
+    #[test]
+    fn lists_fake_cpus() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = fake_cpus()?;
+        let mut list = list_vcpus(dir.path())?;
+        list.sort_by_key(|c| c.logical_id);
+        let got: Vec<_> = list
+            .iter()
+            .map(|c| (c.logical_id, c.online, c.can_offline))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, true, Some(false)),
+                (1, true, Some(true)),
+                (2, false, Some(true))
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn sets_fake_cpus_with_partial_success() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = fake_cpus()?;
+        let root = dir.path();
+        let online = |n: &str| std::fs::read_to_string(root.join(n).join("online"));
+        // cpu2 goes online, cpu1 offline, then cpu9 fails: two processed, no error.
+        let n = apply_vcpus(
+            root,
+            &[cpu(2, true), cpu(1, false), cpu(9, true), cpu(1, true)],
+        )?;
+        assert_eq!(n, 2);
+        assert!(online("cpu2")?.starts_with('1'));
+        assert!(
+            online("cpu1")?.starts_with('0'),
+            "the entry after the failure is not applied"
+        );
+        // The first entry failing is the error, with qemu-ga's text.
+        let e = apply_vcpus(root, &[cpu(0, false), cpu(1, true)]).err();
+        assert_eq!(
+            e.map(|e| e.desc),
+            Some("logical processor #0 can't be offlined".to_string())
+        );
+        assert_eq!(
+            apply_vcpus(root, &[cpu(0, true)])?,
+            1,
+            "re-onlining cpu0 is a no-op"
+        );
+        let e = apply_vcpus(root, &[cpu(-3, true)]).err().map(|e| e.desc);
+        assert_eq!(
+            e,
+            Some(format!(
+                "open(\"{}/cpu-3/\"): No such file or directory",
+                root.display()
+            ))
+        );
+        assert_eq!(apply_vcpus(root, &[])?, 0);
+        let too_many = vec![cpu(1, true); MAX_VCPUS + 1];
+        assert!(apply_vcpus(root, &too_many).is_err());
+        Ok(())
     }
 
     #[test]

@@ -395,10 +395,15 @@ mod tests {
     #[test]
     fn scsi_targets() {
         assert_eq!(
-            scsi_target("/sys/devices/pci0000:00/0000:00:05.0/virtio2/host0/target0:0:1/0:0:1:7/block/sda"),
+            scsi_target(
+                "/sys/devices/pci0000:00/0000:00:05.0/virtio2/host0/target0:0:1/0:0:1:7/block/sda"
+            ),
             Some([0, 1, 7])
         );
-        assert_eq!(scsi_target("/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda"), None);
+        assert_eq!(
+            scsi_target("/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda"),
+            None
+        );
         assert_eq!(scsi_target("/target"), None);
     }
 

@@ -20,9 +20,8 @@ pub async fn get_disks(_agent: Arc<Agent>, _args: NoArgs) -> Result<Value, Comma
 }
 
 pub fn list_disks(block: &Path) -> Result<Vec<DiskInfo>, CommandError> {
-    let entries = std::fs::read_dir(block).map_err(|e| {
-        os_error(format!("Can't open directory \"{}\"", block.display()), &e)
-    })?;
+    let entries = std::fs::read_dir(block)
+        .map_err(|e| os_error(format!("Can't open directory \"{}\"", block.display()), &e))?;
     let mut out = Vec::new();
     for entry in entries.flatten() {
         if !entry.file_type().is_ok_and(|t| t.is_symlink()) {

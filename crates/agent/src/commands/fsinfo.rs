@@ -77,14 +77,21 @@ fn fsinfo(mount: &Mount) -> Result<FilesystemInfo, CommandError> {
         disk,
     };
     if let Ok(st) = nix::sys::statvfs::statvfs(mount.dir.as_str()) {
-        // C unsigned long arithmetic, as qemu-ga does it.
-        let frsize = st.fragment_size() as u64;
-        let used = (st.blocks() as u64).wrapping_sub(st.blocks_free() as u64);
-        let total = used.wrapping_add(st.blocks_available() as u64);
-        info.used_bytes = Some(used.wrapping_mul(frsize));
-        info.total_bytes = Some(total.wrapping_mul(frsize));
+        let (used, total) = usage(&st);
+        info.used_bytes = Some(used);
+        info.total_bytes = Some(total);
     }
     Ok(info)
+}
+
+/// (used, total) bytes in C unsigned long arithmetic, as qemu-ga computes them: total is what
+/// an unprivileged user sees (used + available).
+#[allow(clippy::unnecessary_cast)] // the casts are needed where the fields are 32-bit
+fn usage(st: &nix::sys::statvfs::Statvfs) -> (u64, u64) {
+    let frsize = st.fragment_size() as u64;
+    let used = (st.blocks() as u64).wrapping_sub(st.blocks_free() as u64);
+    let total = used.wrapping_add(st.blocks_available() as u64);
+    (used.wrapping_mul(frsize), total.wrapping_mul(frsize))
 }
 
 /// The lines of mountinfo with a device number, a mount point, and after ` - ` a type and a

@@ -10,8 +10,7 @@ use super::sysfs::{errno, os_error};
 use super::{blocking, NoArgs};
 use crate::agent::Agent;
 use porthole_proto::commands::{
-    MemoryBlock, MemoryBlockInfo, MemoryBlockResponse, MemoryBlockResponseType,
-    SetMemoryBlocksArgs,
+    MemoryBlock, MemoryBlockInfo, MemoryBlockResponse, MemoryBlockResponseType, SetMemoryBlocksArgs,
 };
 use porthole_proto::CommandError;
 use serde_json::Value;
@@ -56,7 +55,11 @@ pub fn list_blocks(dir: &Path) -> Result<Vec<MemoryBlock>, CommandError> {
     let mut blocks = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(index) = name.to_string_lossy().strip_prefix("memory").map(leading_u64) else {
+        let Some(index) = name
+            .to_string_lossy()
+            .strip_prefix("memory")
+            .map(leading_u64)
+        else {
             continue;
         };
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -74,7 +77,9 @@ pub fn list_blocks(dir: &Path) -> Result<Vec<MemoryBlock>, CommandError> {
 fn leading_u64(text: &str) -> u64 {
     text.bytes()
         .take_while(u8::is_ascii_digit)
-        .fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')))
+        .fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        })
 }
 
 /// qemu-ga prints the uint64 index with PRId64, so 2^64-1 is `memory-1`.
@@ -91,12 +96,19 @@ fn open_dir(path: &str) -> std::io::Result<File> {
 
 /// The first bytes of a sysfs attribute, with qemu-ga's texts for a missing or empty file.
 fn read_attr(dirpath: &str, name: &str, len: usize) -> Result<Vec<u8>, (i32, CommandError)> {
-    let file = File::open(format!("{dirpath}{name}"))
-        .map_err(|e| (errno(&e), os_error(format!("open sysfs file \"{name}\""), &e)))?;
+    let file = File::open(format!("{dirpath}{name}")).map_err(|e| {
+        (
+            errno(&e),
+            os_error(format!("open sysfs file \"{name}\""), &e),
+        )
+    })?;
     let mut buf = vec![0u8; len];
-    let n = file
-        .read_at(&mut buf, 0)
-        .map_err(|e| (errno(&e), os_error(format!("pread sysfs file \"{name}\""), &e)))?;
+    let n = file.read_at(&mut buf, 0).map_err(|e| {
+        (
+            errno(&e),
+            os_error(format!("pread sysfs file \"{name}\""), &e),
+        )
+    })?;
     if n == 0 {
         let text = format!("pread sysfs file \"{name}\": unexpected EOF");
         return Err((libc::EIO, CommandError::failed(text)));
@@ -262,7 +274,13 @@ mod tests {
         };
         let r = apply_blocks(
             root,
-            &[set(7, true), set(3, true), set(9, false), set(9, true), set(u64::MAX, true)],
+            &[
+                set(7, true),
+                set(3, true),
+                set(9, false),
+                set(9, true),
+                set(u64::MAX, true),
+            ],
         )?;
         use MemoryBlockResponseType::*;
         let got: Vec<_> = r.iter().map(|r| (r.response, r.error_code)).collect();
@@ -293,7 +311,10 @@ mod tests {
                 can_offline: None,
             }],
         )?;
-        assert_eq!(r[0].response, MemoryBlockResponseType::OperationNotSupported);
+        assert_eq!(
+            r[0].response,
+            MemoryBlockResponseType::OperationNotSupported
+        );
         assert!(apply_blocks(root, &[])?.is_empty());
         let huge = vec![
             MemoryBlock {

@@ -22,15 +22,21 @@ pub async fn get_interfaces(_agent: Arc<Agent>, _args: NoArgs) -> Result<Value, 
 }
 
 fn interfaces() -> Result<Vec<NetworkInterface>, CommandError> {
-    let addrs = nix::ifaddrs::getifaddrs()
-        .map_err(|e| CommandError::failed(format!("getifaddrs failed: {}", super::strerror(e as i32))))?;
+    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| {
+        CommandError::failed(format!("getifaddrs failed: {}", super::strerror(e as i32)))
+    })?;
     let sock = nix::sys::socket::socket(
         AddressFamily::Inet,
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|e| CommandError::failed(format!("failed to create socket: {}", super::strerror(e as i32))))?;
+    .map_err(|e| {
+        CommandError::failed(format!(
+            "failed to create socket: {}",
+            super::strerror(e as i32)
+        ))
+    })?;
     let stats = read_text(Path::new("/proc/net/dev"), TABLE_LIMIT)
         .map(|t| parse_net_dev(&t))
         .unwrap_or_default();
@@ -48,7 +54,9 @@ fn interfaces() -> Result<Vec<NetworkInterface>, CommandError> {
                 list.len() - 1
             }
         };
-        let Some(info) = list.get_mut(at) else { continue };
+        let Some(info) = list.get_mut(at) else {
+            continue;
+        };
         if info.hardware_address.is_none() {
             info.hardware_address = hardware_address(&sock, &info.name).map(format_mac);
         }
@@ -140,7 +148,7 @@ pub fn inet_ntop6(bytes: [u8; 16]) -> String {
     while i < words.len() {
         if words[i] == 0 {
             let len = words[i..].iter().take_while(|w| **w == 0).count();
-            if len >= 2 && best.is_none_or(|(_, l)| len > l) {
+            if len >= 2 && !matches!(best, Some((_, l)) if l >= len) {
                 best = Some((i, len));
             }
             i += len;
@@ -161,9 +169,13 @@ pub fn inet_ntop6(bytes: [u8; 16]) -> String {
         if i != 0 {
             out.push(':');
         }
-        let embedded_v4 = matches!(best, Some((0, 6))) || (best == Some((0, 5)) && words[5] == 0xffff);
+        let embedded_v4 =
+            matches!(best, Some((0, 6))) || (best == Some((0, 5)) && words[5] == 0xffff);
         if i == 6 && embedded_v4 {
-            out.push_str(&format!("{}.{}.{}.{}", bytes[12], bytes[13], bytes[14], bytes[15]));
+            out.push_str(&format!(
+                "{}.{}.{}.{}",
+                bytes[12], bytes[13], bytes[14], bytes[15]
+            ));
             return out;
         }
         out.push_str(&format!("{:x}", words[i]));
@@ -207,7 +219,10 @@ pub async fn get_route(_agent: Arc<Agent>, _args: NoArgs) -> Result<Value, Comma
     blocking(|| {
         let mut routes = Vec::new();
         for (path, parse) in [
-            ("/proc/net/route", parse_route_v4 as fn(&str) -> Vec<NetworkRoute>),
+            (
+                "/proc/net/route",
+                parse_route_v4 as fn(&str) -> Vec<NetworkRoute>,
+            ),
             ("/proc/net/ipv6_route", parse_route_v6),
         ] {
             // Without IPv6 the second file is missing: report what the other had.
@@ -349,7 +364,10 @@ mod tests {
         );
         assert_eq!(v4.len(), 1);
         assert_eq!(v4[0].gateway.as_deref(), Some("192.0.2.1"));
-        assert_eq!((v4[0].metric, v4[0].flags, v4[0].version), (100, Some(3), 4));
+        assert_eq!(
+            (v4[0].metric, v4[0].flags, v4[0].version),
+            (100, Some(3), 4)
+        );
         let v6 = parse_route_v6(
             "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 \
              00000000000000000000000000000000 ffffffff 00000002 00000000 00200200       lo\n",
