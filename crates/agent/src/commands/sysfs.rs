@@ -78,4 +78,52 @@ mod tests {
         assert_eq!(atoi("-7"), -7);
         assert_eq!(atoi("x"), 0);
     }
+
+    /// The /proc parsers take whatever bytes they are given without panicking: real samples,
+    /// then thousands of deterministic mutations (byte flips, truncations, splices).
+    #[test]
+    fn proc_parsers_survive_mutations() {
+        use crate::commands::{cpu, disks, fsinfo, network};
+        let seeds: [&str; 6] = [
+            "27 1 254:0 / /mnt/a\\040b rw shared:1 - ext4 /dev/vda rw\n22 27 0:21 / /proc rw - proc proc rw\n",
+            "   7       0 loop0 396 0 18614 52 60 0 10605 162 0 76 237 0 0 0 0 13 22\n8 1 sda1 1 2 3 4\n",
+            "cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 100 0 200 300 1 2 3 4 5 6\nintr 1\n",
+            " face |bytes\n  eth0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n",
+            "Iface\tDest\neth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n",
+            "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..3000usize {
+            let seed = seeds[round % seeds.len()].as_bytes();
+            let mut data = seed.to_vec();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % data.len().max(1);
+                match next() % 4 {
+                    0 => data.truncate(at),
+                    1 => data.insert(at.min(data.len()), (next() % 256) as u8),
+                    2 => {
+                        if let Some(b) = data.get_mut(at) {
+                            *b = (next() % 256) as u8;
+                        }
+                    }
+                    _ => data.extend_from_slice(&seed[..at.min(seed.len())]),
+                }
+            }
+            let text = String::from_utf8_lossy(&data);
+            let _ = fsinfo::parse_mountinfo(&text);
+            let _ = fsinfo::decode_mntname(&text);
+            let _ = disks::parse_diskstats(&text);
+            let _ = cpu::parse_cpustats(&text, 100);
+            let _ = cpu::parse_loadavg(&text);
+            let _ = network::parse_net_dev(&text);
+            let _ = network::parse_route_v4(&text);
+            let _ = network::parse_route_v6(&text);
+        }
+    }
 }
