@@ -458,3 +458,52 @@ fn isa_serial_over_a_pty() -> TestResult {
     );
     Ok(())
 }
+
+/// guest-fsfreeze-status reads the frozen marker in the state directory on every call, so an
+/// agent restarted while the guest is frozen reports "frozen".
+#[test]
+fn fsfreeze_status_follows_the_frozen_marker() -> TestResult {
+    let agent = Agent::start(&[])?;
+    let mut client = agent.connect()?;
+    let status = |c: &mut Client| -> Result<Value, Box<dyn std::error::Error>> {
+        c.execute("guest-fsfreeze-status", json!({}))
+    };
+    assert_eq!(status(&mut client)?, json!({"return": "thawed"}));
+    let marker = porthole_agent::commands::freeze::frozen_marker(&agent.statedir);
+    std::fs::write(&marker, b"")?;
+    assert_eq!(status(&mut client)?, json!({"return": "frozen"}));
+    std::fs::remove_file(&marker)?;
+    assert_eq!(status(&mut client)?, json!({"return": "thawed"}));
+    Ok(())
+}
+
+/// Setter arrays from the host are bounded: more entries than any machine has CPUs or memory
+/// blocks get a clear error (nothing is applied) and the agent keeps serving.
+#[test]
+fn oversized_setter_arrays_are_refused() -> TestResult {
+    use porthole_agent::commands::{cpu::MAX_VCPUS, memory::MAX_MEMORY_BLOCKS};
+    let agent = Agent::start(&[])?;
+    let mut client = agent.connect()?;
+    let vcpus = vec![json!({"logical-id": 0, "online": true}); MAX_VCPUS + 1];
+    let r = client.execute("guest-set-vcpus", json!({ "vcpus": vcpus }))?;
+    assert_eq!(r["error"]["class"], "GenericError", "{r}");
+    let desc = r["error"]["desc"].as_str().unwrap_or("");
+    assert!(desc.starts_with("too many vcpus: 16385"), "{desc}");
+    let blocks = vec![json!({"phys-index": 1, "online": true}); MAX_MEMORY_BLOCKS + 1];
+    let r = client.execute("guest-set-memory-blocks", json!({ "mem-blks": blocks }))?;
+    let desc = r["error"]["desc"].as_str().unwrap_or("");
+    assert!(desc.starts_with("too many memory blocks"), "{r}");
+    // At the limit the request is processed: every entry of a nonexistent CPU fails, the first
+    // failure is the error.
+    let vcpus = vec![json!({"logical-id": -5, "online": true}); MAX_VCPUS];
+    let r = client.execute("guest-set-vcpus", json!({ "vcpus": vcpus }))?;
+    assert_eq!(
+        r["error"]["desc"],
+        "open(\"/sys/devices/system/cpu/cpu-5/\"): No such file or directory"
+    );
+    assert_eq!(
+        client.execute("guest-ping", json!({}))?,
+        json!({"return": {}})
+    );
+    Ok(())
+}

@@ -104,6 +104,41 @@ pub const GUEST_SHUTDOWN: CommandSpec = CommandSpec {
     params: &[Param::optional("mode", Type::Str)],
     success_response: false,
 };
+pub const GUEST_FSFREEZE_STATUS: CommandSpec = spec("guest-fsfreeze-status", NONE);
+pub const GUEST_NETWORK_GET_INTERFACES: CommandSpec = spec("guest-network-get-interfaces", NONE);
+pub const GUEST_NETWORK_GET_ROUTE: CommandSpec = spec("guest-network-get-route", NONE);
+pub const GUEST_GET_LOAD: CommandSpec = spec("guest-get-load", NONE);
+pub const GUEST_GET_VCPUS: CommandSpec = spec("guest-get-vcpus", NONE);
+const LOGICAL_PROCESSOR: &[Param] = &[
+    Param::required("logical-id", Type::Int),
+    Param::required("online", Type::Bool),
+    Param::optional("can-offline", Type::Bool),
+];
+pub const GUEST_SET_VCPUS: CommandSpec = spec(
+    "guest-set-vcpus",
+    &[Param::required(
+        "vcpus",
+        Type::List(&Type::Object(LOGICAL_PROCESSOR)),
+    )],
+);
+pub const GUEST_GET_CPUSTATS: CommandSpec = spec("guest-get-cpustats", NONE);
+pub const GUEST_GET_FSINFO: CommandSpec = spec("guest-get-fsinfo", NONE);
+pub const GUEST_GET_DISKS: CommandSpec = spec("guest-get-disks", NONE);
+pub const GUEST_GET_DISKSTATS: CommandSpec = spec("guest-get-diskstats", NONE);
+pub const GUEST_GET_MEMORY_BLOCKS: CommandSpec = spec("guest-get-memory-blocks", NONE);
+const MEMORY_BLOCK: &[Param] = &[
+    Param::required("phys-index", Type::U64),
+    Param::required("online", Type::Bool),
+    Param::optional("can-offline", Type::Bool),
+];
+pub const GUEST_SET_MEMORY_BLOCKS: CommandSpec = spec(
+    "guest-set-memory-blocks",
+    &[Param::required(
+        "mem-blks",
+        Type::List(&Type::Object(MEMORY_BLOCK)),
+    )],
+);
+pub const GUEST_GET_MEMORY_BLOCK_INFO: CommandSpec = spec("guest-get-memory-block-info", NONE);
 
 /// `guest-sync` / `guest-sync-delimited`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +361,323 @@ pub struct ShutdownArgs {
     pub mode: Option<String>,
 }
 
+/// `guest-fsfreeze-status`'s reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsfreezeStatus {
+    Thawed,
+    Frozen,
+}
+
+/// One address of a network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IpAddress {
+    pub ip_address: String,
+    /// `ipv4` or `ipv6`.
+    pub ip_address_type: String,
+    pub prefix: i64,
+}
+
+/// An interface's counters, from /proc/net/dev.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InterfaceStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errs: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errs: u64,
+    pub tx_dropped: u64,
+}
+
+/// One entry of `guest-network-get-interfaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NetworkInterface {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_address: Option<String>,
+    /// Present only when the interface has at least one IPv4/IPv6 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_addresses: Option<Vec<IpAddress>>,
+    /// Present only when `ip-addresses` is (qemu-ga reads them together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<InterfaceStats>,
+}
+
+/// One entry of `guest-network-get-route` (qemu 9.1). IPv4 routes carry gateway, mask, mtu,
+/// window and irtt; IPv6 routes carry desprefixlen, source, srcprefixlen and nexthop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NetworkRoute {
+    pub iface: String,
+    pub destination: String,
+    pub metric: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irtt: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refcnt: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#use: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desprefixlen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srcprefixlen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexthop: Option<String>,
+    /// 4 or 6.
+    pub version: i64,
+}
+
+/// `guest-get-load`'s reply (qemu 9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoadAverage {
+    pub load1m: f64,
+    pub load5m: f64,
+    pub load15m: f64,
+}
+
+/// A logical CPU: `guest-get-vcpus` reports them, `guest-set-vcpus` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LogicalProcessor {
+    pub logical_id: i64,
+    pub online: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_offline: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetVcpusArgs {
+    pub vcpus: Vec<LogicalProcessor>,
+}
+
+/// One CPU's times from /proc/stat, in milliseconds (qemu's `GuestLinuxCpuStats`, tagged
+/// `"type": "linux"`). The optional members depend on how many columns the kernel writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinuxCpuStats {
+    pub cpu: i64,
+    pub user: u64,
+    pub nice: u64,
+    pub system: u64,
+    pub idle: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iowait: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub softirq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steal: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guestnice: Option<u64>,
+}
+
+/// One entry of `guest-get-cpustats`: a union discriminated by `type` (only `linux` exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CpuStats {
+    Linux(LinuxCpuStats),
+}
+
+/// A PCI address; -1 in every member means "not a PCI device".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PciAddress {
+    pub domain: i64,
+    pub bus: i64,
+    pub slot: i64,
+    pub function: i64,
+}
+
+impl PciAddress {
+    pub const INVALID: PciAddress = PciAddress {
+        domain: -1,
+        bus: -1,
+        slot: -1,
+        function: -1,
+    };
+}
+
+/// An s390 channel-subsystem address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CcwAddress {
+    pub cssid: i64,
+    pub ssid: i64,
+    pub subchno: i64,
+    pub devno: i64,
+}
+
+/// Where a disk sits: its controller, bus type and bus/target/unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DiskAddress {
+    pub pci_controller: PciAddress,
+    /// qemu's `GuestDiskBusType`: ide, scsi, virtio, sata, nvme, unknown, ...
+    pub bus_type: String,
+    pub bus: i64,
+    pub target: i64,
+    pub unit: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ccw_address: Option<CcwAddress>,
+}
+
+/// One mounted filesystem of `guest-get-fsinfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FilesystemInfo {
+    pub name: String,
+    pub mountpoint: String,
+    pub r#type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+    /// Bytes usable by unprivileged users (used + available), as qemu-ga 7.2 computes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+    pub disk: Vec<DiskAddress>,
+}
+
+/// One disk or partition of `guest-get-disks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DiskInfo {
+    pub name: String,
+    pub partition: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<DiskAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+/// A block device's counters from /proc/diskstats; which are present depends on the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DiskStats {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_sectors: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_ios: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_merges: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_sectors: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_ios: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_merges: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discard_sectors: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discard_ios: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discard_merges: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_ios: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_ticks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_ticks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discard_ticks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_ticks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ios_pgr: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_ticks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_ticks: Option<u64>,
+}
+
+/// One entry of `guest-get-diskstats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStatsInfo {
+    pub name: String,
+    pub major: u64,
+    pub minor: u64,
+    pub stats: DiskStats,
+}
+
+/// A memory block: `guest-get-memory-blocks` reports them, `guest-set-memory-blocks` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MemoryBlock {
+    /// qemu's uint64 also accepts negative integers (two's complement), so the host may send -1.
+    #[serde(deserialize_with = "wrapping_u64")]
+    pub phys_index: u64,
+    pub online: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_offline: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SetMemoryBlocksArgs {
+    pub mem_blks: Vec<MemoryBlock>,
+}
+
+/// What `guest-set-memory-blocks` did with one block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryBlockResponseType {
+    Success,
+    NotFound,
+    OperationNotSupported,
+    OperationFailed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MemoryBlockResponse {
+    pub phys_index: u64,
+    pub response: MemoryBlockResponseType,
+    /// The errno of the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+}
+
+/// `guest-get-memory-block-info`'s reply: the block size in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryBlockInfo {
+    pub size: u64,
+}
+
+/// A JSON integer as u64, negative values wrapping as qemu's uint64 visitor does.
+fn wrapping_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int {
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(match Int::deserialize(d)? {
+        Int::Unsigned(n) => n,
+        Int::Signed(n) => n as u64,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +712,15 @@ mod tests {
             (GUEST_EXEC_STATUS, json!({"pid": 1})),
             (GUEST_SET_TIME, json!({"time": 1})),
             (GUEST_SHUTDOWN, json!({"mode": "halt"})),
+            (
+                GUEST_SET_VCPUS,
+                json!({"vcpus": [{"logical-id": 1, "online": true, "can-offline": false}]}),
+            ),
+            (
+                GUEST_SET_MEMORY_BLOCKS,
+                json!({"mem-blks": [{"phys-index": -1, "online": true},
+                                    {"phys-index": 18446744073709551615_u64, "online": false}]}),
+            ),
         ];
         for (spec, args) in cases {
             let map = args.as_object().cloned().unwrap_or_default();
@@ -392,9 +753,30 @@ mod tests {
                 "guest-shutdown" => {
                     let _: ShutdownArgs = serde_json::from_value(args)?;
                 }
+                "guest-set-vcpus" => {
+                    let _: SetVcpusArgs = serde_json::from_value(args)?;
+                }
+                "guest-set-memory-blocks" => {
+                    let a: SetMemoryBlocksArgs = serde_json::from_value(args)?;
+                    assert_eq!(a.mem_blks[0].phys_index, u64::MAX);
+                    assert_eq!(a.mem_blks[1].phys_index, u64::MAX);
+                }
                 other => panic!("no struct check for {other}"),
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn cpustats_are_tagged_linux() -> Result<(), serde_json::Error> {
+        let v = serde_json::to_value(CpuStats::Linux(LinuxCpuStats {
+            cpu: 3,
+            iowait: Some(1),
+            ..LinuxCpuStats::default()
+        }))?;
+        assert_eq!(v["type"], "linux");
+        assert_eq!(v["cpu"], 3);
+        assert!(v.get("irq").is_none());
         Ok(())
     }
 

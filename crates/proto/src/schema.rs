@@ -14,6 +14,8 @@ use serde_json::{Map, Value};
 pub enum Type {
     /// A JSON integer that fits in i64.
     Int,
+    /// A JSON integer that fits in u64; like qemu, negative i64 values are accepted (and wrap).
+    U64,
     Str,
     Bool,
     /// Any JSON number.
@@ -109,6 +111,11 @@ fn check_type(value: &Value, ty: &Type, path: &str) -> Result<(), CommandError> 
         (Type::Any, _) => Ok(()),
         (Type::Int, v) if v.as_i64().is_some() => Ok(()),
         (Type::Int, _) => mismatch("integer"),
+        (Type::U64, v) if v.as_u64().is_some() || v.as_i64().is_some() => Ok(()),
+        // qemu words a bad uint64 differently from a bad integer.
+        (Type::U64, _) => Err(CommandError::invalid_params(format!(
+            "Parameter '{path}' expects uint64"
+        ))),
         (Type::Number, Value::Number(_)) => Ok(()),
         (Type::Number, _) => mismatch("number"),
         (Type::Str, Value::String(_)) => Ok(()),
@@ -144,7 +151,7 @@ fn accepts(ty: &Type, value: &Value) -> bool {
     matches!(
         (ty, value),
         (Type::Any, _)
-            | (Type::Int, Value::Number(_))
+            | (Type::Int | Type::U64, Value::Number(_))
             | (Type::Number, Value::Number(_))
             | (Type::Str | Type::Enum(_), Value::String(_))
             | (Type::Bool, Value::Bool(_))
@@ -166,6 +173,7 @@ mod tests {
         Param::required("id", Type::Int),
         Param::optional("arg", Type::List(&Type::Str)),
         Param::optional("whence", WHENCE),
+        Param::optional("n", Type::U64),
     ];
 
     fn check(args: Value) -> Result<(), String> {
@@ -196,6 +204,15 @@ mod tests {
             Err("Invalid parameter type for 'arg', expected: array".into())
         );
         assert_eq!(check(json!({"id": 1, "whence": 7})), Ok(()));
+        assert_eq!(
+            check(json!({"id": 1, "n": 18446744073709551615_u64})),
+            Ok(())
+        );
+        assert_eq!(check(json!({"id": 1, "n": -1})), Ok(()));
+        assert_eq!(
+            check(json!({"id": 1, "n": 1.0})),
+            Err("Parameter 'n' expects uint64".into())
+        );
         assert_eq!(
             check(json!({"id": 1, "whence": "bogus"})),
             Err("Parameter 'whence' does not accept value 'bogus'".into())

@@ -4,9 +4,17 @@
 //! `async fn(Arc<Agent>, Args) -> Result<Value, CommandError>` in the module of its group, and
 //! add one line to [`registry`].
 
+pub mod cpu;
+pub mod diskaddr;
+pub mod disks;
 pub mod exec;
 pub mod file;
+pub mod freeze;
+pub mod fsinfo;
+pub mod memory;
+pub mod network;
 pub mod power;
+pub mod sysfs;
 pub mod system;
 
 use crate::agent::Agent;
@@ -44,6 +52,19 @@ pub fn registry() -> Registry {
     r.add(spec::GUEST_EXEC, exec::exec);
     r.add(spec::GUEST_EXEC_STATUS, exec::status);
     r.add(spec::GUEST_SHUTDOWN, power::shutdown);
+    r.add(spec::GUEST_FSFREEZE_STATUS, freeze::get_status);
+    r.add(spec::GUEST_NETWORK_GET_INTERFACES, network::get_interfaces);
+    r.add(spec::GUEST_NETWORK_GET_ROUTE, network::get_route);
+    r.add(spec::GUEST_GET_LOAD, cpu::get_load);
+    r.add(spec::GUEST_GET_VCPUS, cpu::get_vcpus);
+    r.add(spec::GUEST_SET_VCPUS, cpu::set_vcpus);
+    r.add(spec::GUEST_GET_CPUSTATS, cpu::get_cpustats);
+    r.add(spec::GUEST_GET_FSINFO, fsinfo::get_fsinfo);
+    r.add(spec::GUEST_GET_DISKS, disks::get_disks);
+    r.add(spec::GUEST_GET_DISKSTATS, disks::get_diskstats);
+    r.add(spec::GUEST_GET_MEMORY_BLOCKS, memory::get_blocks);
+    r.add(spec::GUEST_SET_MEMORY_BLOCKS, memory::set_blocks);
+    r.add(spec::GUEST_GET_MEMORY_BLOCK_INFO, memory::block_info);
     r
 }
 
@@ -61,6 +82,11 @@ async fn info(agent: Arc<Agent>, _args: NoArgs) -> Result<Value, CommandError> {
         "version": env!("CARGO_PKG_VERSION"),
         "supported_commands": agent.commands,
     }))
+}
+
+/// Serializes a typed reply.
+pub fn to_value<T: serde::Serialize>(value: T) -> Result<Value, CommandError> {
+    serde_json::to_value(value).map_err(|e| CommandError::internal(e.to_string()))
 }
 
 /// Runs blocking work (file I/O, spawning helpers) off the async threads.
