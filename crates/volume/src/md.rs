@@ -115,7 +115,8 @@ pub fn parse(sb: &[u8], version: MdVersion, offset: u64, dev_size: u64) -> Resul
         return Err(bad(128, "data area overflows".into()));
     };
     if data_offset
-        .checked_add(data_size).is_none_or(|end| end > dev_size)
+        .checked_add(data_size)
+        .is_none_or(|end| end > dev_size)
     {
         return Err(bad(
             128,

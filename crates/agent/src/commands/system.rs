@@ -1,19 +1,14 @@
 //! Facts about the guest: OS, host name, time zone, clock, logged-in users.
 
-use super::{blocking, errno_text};
+use super::{blocking, errno_text, to_value};
 use crate::agent::Agent;
 use porthole_proto::commands::{HostName, OsInfo, SetTimeArgs, Timezone, User};
 use porthole_proto::CommandError;
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-fn to_value<T: Serialize>(value: T) -> Result<Value, CommandError> {
-    serde_json::to_value(value).map_err(|e| CommandError::internal(e.to_string()))
-}
 
 /// qemu-ga's test hook: `QGA_OS_RELEASE` names the os-release file to read.
 fn os_release_path() -> Option<PathBuf> {
