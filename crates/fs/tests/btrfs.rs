@@ -349,15 +349,18 @@ fn walk_errors(fs: &dyn Filesystem, dir: Vec<u8>, errors: &mut String, depth: us
 fn truncated_images_fail_cleanly() {
     let (_, img) = rootdir_image("dup");
     let full = std::fs::read(&img).unwrap();
-    for len in [0, 4096, SB + 100, SB + 4096, 1 << 20, 8 << 20, 30 << 20] {
+    // Without the magic the image is simply not btrfs.
+    for len in [0, 4096, SB + 0x30] {
+        let e = porthole_fs::open(mem(full[..len].to_vec())).unwrap_err();
+        assert!(matches!(e, porthole_fs::Error::Unrecognized), "{e}");
+    }
+    // With it, every cut is reported, at open or while reading.
+    for len in [SB + 0x48, SB + 4095, 1 << 20, 8 << 20, 30 << 20] {
         let e = error_of(full[..len].to_vec());
-        if len <= SB + 100 {
-            continue; // no magic: simply not btrfs
-        }
         assert!(!e.is_empty(), "truncated to {len}: no error");
     }
-    let e = porthole_fs::open(mem(full[..SB + 100].to_vec())).unwrap_err();
-    assert!(matches!(e, porthole_fs::Error::Unrecognized), "{e}");
+    let e = porthole_fs::open(mem(full[..SB + 100].to_vec())).unwrap_err().to_string();
+    assert!(e.contains("beyond the end"), "{e}");
 }
 
 #[test]
@@ -438,12 +441,12 @@ fn compressed_extent_with_lying_lengths_fails_cleanly() {
 /// A small btrfs image (mixed block groups, 4 KiB nodes) cut after its last used block: the
 /// seed of the cargo-fuzz target and of the mutation test.
 fn fuzz_seed() -> Vec<u8> {
-    let paths = cached("btrfs-fuzz-seed-v1", &["tree", "img"], |p| {
+    let paths = cached("btrfs-fuzz-seed-v2", &["tree", "img"], |p| {
         std::fs::create_dir_all(p[0].join("dir/sub")).unwrap();
         std::fs::write(p[0].join("dir/file"), pattern("fuzz", 5000)).unwrap();
         std::fs::write(p[0].join("small"), b"small inline file\n").unwrap();
         std::os::unix::fs::symlink("dir/file", p[0].join("link")).unwrap();
-        for i in 0..40 {
+        for i in 0..24 {
             std::fs::write(p[0].join(format!("dir/sub/n{i}")), [i as u8; 10]).unwrap();
         }
         truncate(&p[1], 16 << 20);
@@ -479,18 +482,27 @@ impl Rng {
 }
 
 #[test]
-fn seed_is_read_and_matches_corpus() {
+fn seed_is_read() {
     let seed = fuzz_seed();
     let fs = porthole_fs::open(mem(seed.clone())).unwrap();
     assert_eq!(fs.read_file(b"/dir/file", 1 << 20).unwrap(), pattern("fuzz", 5000));
-    assert_eq!(fs.read_dir(b"/dir/sub").unwrap().len(), 40);
+    assert_eq!(fs.read_dir(b"/dir/sub").unwrap().len(), 24);
     porthole_fs::fuzzing::fuzz_filesystem(&seed);
+}
+
+/// The committed cargo-fuzz seeds (made by `fuzz_seed`) still open and walk.
+#[test]
+fn corpus_seeds_are_read() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/btrfs");
-    std::fs::create_dir_all(&corpus).unwrap();
-    let file = corpus.join("mixed-small.img");
-    if std::fs::read(&file).ok().as_deref() != Some(&seed[..]) {
-        std::fs::write(&file, &seed).unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(&corpus).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let fs = porthole_fs::open(mem(data.clone())).unwrap();
+        assert_eq!(fs.read_file(b"/small", 100).unwrap(), b"small inline file\n");
+        porthole_fs::fuzzing::fuzz_filesystem(&data);
+        n += 1;
     }
+    assert!(n > 0, "no seeds in {}", corpus.display());
 }
 
 #[test]
@@ -498,10 +510,15 @@ fn mutated_metadata_never_panics() {
     let seed = fuzz_seed();
     let blocks = tree_blocks(&seed);
     assert!(blocks.len() > 5, "seed has {} tree blocks", blocks.len());
+    assert!(
+        blocks.iter().any(|&b| seed[b + 0x64] > 0),
+        "the seed has no internal tree node"
+    );
     let ns = nodesize(&seed);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let edges = [0u64, 1, u64::MAX, u64::from(u32::MAX), 1 << 32, 4096, 0x10000];
-    for round in 0..3000 {
+    let started = std::time::Instant::now();
+    for round in 0..2000 {
         let mut data = seed.clone();
         // A tree block or the superblock, then 1-4 edits inside it.
         let target = if rng.below(6) == 0 { SB } else { blocks[rng.below(blocks.len())] };
@@ -536,4 +553,6 @@ fn mutated_metadata_never_panics() {
             porthole_fs::fuzzing::walk(&fs);
         }
     }
+    eprintln!("2000 mutations in {:?}", started.elapsed());
 }
+
