@@ -25,29 +25,36 @@ fn mkfs(img: &Path, args: &[&str]) {
 
 /// A reference tree put in with `mkfs.btrfs --rootdir`, metadata profile `meta`.
 fn rootdir_image(meta: &str) -> (PathBuf, PathBuf) {
-    let paths = cached(
-        &format!("btrfs-rootdir-{meta}-v1"),
-        &["tree", "img"],
-        |p| {
-            build_reference_tree(&p[0], Fidelity::POSIX);
-            let tree = p[0].to_string_lossy().into_owned();
-            mkfs(&p[1], &["-L", "porthole-btrfs", "-m", meta, "--rootdir", &tree]);
-        },
-    );
+    let paths = cached(&format!("btrfs-rootdir-{meta}-v1"), &["tree", "img"], |p| {
+        build_reference_tree(&p[0], Fidelity::POSIX);
+        let tree = p[0].to_string_lossy().into_owned();
+        mkfs(
+            &p[1],
+            &["-L", "porthole-btrfs", "-m", meta, "--rootdir", &tree],
+        );
+    });
     (paths[0].clone(), paths[1].clone())
 }
 
 /// blkid's view of an image, as (KEY, value) pairs.
 fn blkid(img: &Path) -> Vec<(String, String)> {
-    run("blkid", "util-linux", &["-p", "-o", "export", &img.to_string_lossy()], None)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    run(
+        "blkid",
+        "util-linux",
+        &["-p", "-o", "export", &img.to_string_lossy()],
+        None,
+    )
+    .lines()
+    .filter_map(|l| l.split_once('='))
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 fn blkid_value(img: &Path, key: &str) -> Option<String> {
-    blkid(img).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    blkid(img)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
 }
 
 fn check_info(fs: &dyn Filesystem, img: &Path) {
@@ -63,10 +70,19 @@ fn rootdir_image_matches_tree_dup_metadata() {
     let dump = run(
         "btrfs",
         "btrfs-progs",
-        &["inspect-internal", "dump-tree", "-t", "chunk", &img.to_string_lossy()],
+        &[
+            "inspect-internal",
+            "dump-tree",
+            "-t",
+            "chunk",
+            &img.to_string_lossy(),
+        ],
         None,
     );
-    assert!(dump.contains("METADATA|DUP"), "metadata is not DUP:\n{dump}");
+    assert!(
+        dump.contains("METADATA|DUP"),
+        "metadata is not DUP:\n{dump}"
+    );
     let fs = porthole_fs::open(open(&img)).unwrap();
     check_info(fs.as_ref(), &img);
     assert_eq!(fs.info().label.as_deref(), Some("porthole-btrfs"));
@@ -100,7 +116,10 @@ fn lstat_semantics_and_errors() {
         porthole_fs::Error::IsADirectory { .. }
     ));
     assert!(fs.read_dir(b"/etc/hostname").is_err());
-    assert_eq!(fs.metadata(b"/etc/hostname").unwrap().mtime, Some(981_173_106));
+    assert_eq!(
+        fs.metadata(b"/etc/hostname").unwrap().mtime,
+        Some(981_173_106)
+    );
 }
 
 // ---- kernel-written images (root, loop mounts) ----
@@ -114,7 +133,12 @@ impl Mount {
         run(
             "mount",
             "mount",
-            &["-o", &format!("loop,{opts}"), &img.to_string_lossy(), &dir.to_string_lossy()],
+            &[
+                "-o",
+                &format!("loop,{opts}"),
+                &img.to_string_lossy(),
+                &dir.to_string_lossy(),
+            ],
             None,
         );
         Mount(dir.to_path_buf())
@@ -164,7 +188,12 @@ fn kernel_image(algo: &str) -> (PathBuf, PathBuf) {
         let m = Mount::new(&p[1], &mnt, &format!("compress-force={algo}"));
         let at = |rel: &str| mnt.join(rel).to_string_lossy().into_owned();
         btrfs(&["subvolume", "create", &at("@")]);
-        run("cp", "coreutils", &["-a", &format!("{}/.", p[0].display()), &at("@")], None);
+        run(
+            "cp",
+            "coreutils",
+            &["-a", &format!("{}/.", p[0].display()), &at("@")],
+            None,
+        );
         btrfs(&["subvolume", "create", &at("@home")]);
         std::fs::create_dir_all(mnt.join("@home/user")).unwrap();
         std::fs::write(mnt.join("@home/user/notes.txt"), compressible(70_000)).unwrap();
@@ -197,7 +226,10 @@ fn compressed_extents(img: &Path, name: &str) -> usize {
 fn kernel_image_test(algo: &str) {
     let (tree, img) = kernel_image(algo);
     let n = compressed_extents(&img, algo);
-    assert!(n > 10, "only {n} {algo}-compressed extents: the test would prove nothing");
+    assert!(
+        n > 10,
+        "only {n} {algo}-compressed extents: the test would prove nothing"
+    );
     let dev = open(&img);
     // The default subvolume is `@`.
     let fs = porthole_fs::open(dev.clone()).unwrap();
@@ -211,22 +243,35 @@ fn kernel_image_test(algo: &str) {
         .map(|s| String::from_utf8_lossy(&s.path).into_owned())
         .collect();
     paths.sort();
-    assert_eq!(paths, ["@", "@home", "@home-snap", "@home/user/nested", "@snap"]);
+    assert_eq!(
+        paths,
+        ["@", "@home", "@home-snap", "@home/user/nested", "@snap"]
+    );
     let at = subs.iter().find(|s| s.path == b"@").unwrap();
     assert_eq!(bfs.subvolume_id(), at.id);
     assert_eq!(at.parent_id, 5);
 
     // The snapshot holds the same tree; by path and by id.
-    let snap = bfs.open_subvolume(SubvolumeSelector::Path(b"/@snap")).unwrap();
+    let snap = bfs
+        .open_subvolume(SubvolumeSelector::Path(b"/@snap"))
+        .unwrap();
     assert_same_tree(&snap, b"/", &tree, Fidelity::POSIX);
     let snap_id = subs.iter().find(|s| s.path == b"@snap").unwrap().id;
-    assert_eq!(bfs.open_subvolume(SubvolumeSelector::Id(snap_id)).unwrap().subvolume_id(), snap_id);
+    assert_eq!(
+        bfs.open_subvolume(SubvolumeSelector::Id(snap_id))
+            .unwrap()
+            .subvolume_id(),
+        snap_id
+    );
 
     // The top level shows subvolumes as directories, and paths cross into them.
     let top = bfs.open_subvolume(SubvolumeSelector::Id(5)).unwrap();
     let mut names: Vec<_> = top.read_dir(b"/").unwrap();
     names.sort_by(|a, b| a.name.cmp(&b.name));
-    let listed: Vec<_> = names.iter().map(|e| (e.name.as_slice(), e.file_type)).collect();
+    let listed: Vec<_> = names
+        .iter()
+        .map(|e| (e.name.as_slice(), e.file_type))
+        .collect();
     assert_eq!(
         listed,
         [
@@ -236,7 +281,10 @@ fn kernel_image_test(algo: &str) {
             (b"@snap", FileType::Directory)
         ]
     );
-    assert_eq!(top.read_file(b"/@/etc/hostname", 100).unwrap(), b"porthole-test\n");
+    assert_eq!(
+        top.read_file(b"/@/etc/hostname", 100).unwrap(),
+        b"porthole-test\n"
+    );
     assert_eq!(
         top.read_file(b"/@home/user/notes.txt", 1 << 20).unwrap(),
         compressible(70_000)
@@ -245,7 +293,9 @@ fn kernel_image_test(algo: &str) {
         top.read_file(b"/@home/user/nested/inner", 100).unwrap(),
         b"inside nested\n"
     );
-    let home = bfs.open_subvolume(SubvolumeSelector::Path(b"@home")).unwrap();
+    let home = bfs
+        .open_subvolume(SubvolumeSelector::Path(b"@home"))
+        .unwrap();
     let nested = home.metadata(b"/user/nested").unwrap();
     assert_eq!((nested.file_type, nested.ino), (FileType::Directory, 256));
     // In the snapshot of @home, the nested subvolume is an empty directory, as the kernel shows.
@@ -253,10 +303,13 @@ fn kernel_image_test(algo: &str) {
     assert_eq!(e.file_type, FileType::Directory);
     assert!(top.read_dir(b"/@home-snap/user/nested").unwrap().is_empty());
     assert_eq!(
-        top.read_file(b"/@home-snap/user/notes.txt", 1 << 20).unwrap(),
+        top.read_file(b"/@home-snap/user/notes.txt", 1 << 20)
+            .unwrap(),
         compressible(70_000)
     );
-    assert!(bfs.open_subvolume(SubvolumeSelector::Path(b"@home/user")).is_err());
+    assert!(bfs
+        .open_subvolume(SubvolumeSelector::Path(b"@home/user"))
+        .is_err());
     assert!(bfs.open_subvolume(SubvolumeSelector::Id(4242)).is_err());
 }
 
@@ -359,7 +412,9 @@ fn truncated_images_fail_cleanly() {
         let e = error_of(full[..len].to_vec());
         assert!(!e.is_empty(), "truncated to {len}: no error");
     }
-    let e = porthole_fs::open(mem(full[..SB + 100].to_vec())).unwrap_err().to_string();
+    let e = porthole_fs::open(mem(full[..SB + 100].to_vec()))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("beyond the end"), "{e}");
 }
 
@@ -369,7 +424,10 @@ fn bad_superblock_checksum_is_refused() {
     let mut data = std::fs::read(&img).unwrap();
     data[SB + 0x12b] ^= 0x20; // a letter of the label
     let e = porthole_fs::open(mem(data)).unwrap_err().to_string();
-    assert!(e.contains("superblock checksum mismatch") && e.contains("0x10000"), "{e}");
+    assert!(
+        e.contains("superblock checksum mismatch") && e.contains("0x10000"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -419,9 +477,18 @@ fn compressed_extent_with_lying_lengths_fails_cleanly() {
         }
         for i in 0..le32(&data, at + 0x60) as usize {
             let item = at + 0x65 + i * 25;
-            let (kind, off, size) = (data[item + 8], le32(&data, item + 17), le32(&data, item + 21));
+            let (kind, off, size) = (
+                data[item + 8],
+                le32(&data, item + 17),
+                le32(&data, item + 21),
+            );
             let d = at + 0x65 + off as usize;
-            if kind != 108 || size < 53 || d + 53 > at + ns || data[d + 16] == 0 || data[d + 20] != 1 {
+            if kind != 108
+                || size < 53
+                || d + 53 > at + ns
+                || data[d + 16] == 0
+                || data[d + 20] != 1
+            {
                 continue;
             }
             // ram_bytes 1 TiB, disk_num_bytes 1 GiB.
@@ -453,7 +520,13 @@ fn fuzz_seed() -> Vec<u8> {
         run(
             "mkfs.btrfs",
             "btrfs-progs",
-            &["-q", "--mixed", "--rootdir", &p[0].to_string_lossy(), &p[1].to_string_lossy()],
+            &[
+                "-q",
+                "--mixed",
+                "--rootdir",
+                &p[0].to_string_lossy(),
+                &p[1].to_string_lossy(),
+            ],
             None,
         );
     });
@@ -485,7 +558,10 @@ impl Rng {
 fn seed_is_read() {
     let seed = fuzz_seed();
     let fs = porthole_fs::open(mem(seed.clone())).unwrap();
-    assert_eq!(fs.read_file(b"/dir/file", 1 << 20).unwrap(), pattern("fuzz", 5000));
+    assert_eq!(
+        fs.read_file(b"/dir/file", 1 << 20).unwrap(),
+        pattern("fuzz", 5000)
+    );
     assert_eq!(fs.read_dir(b"/dir/sub").unwrap().len(), 24);
     porthole_fs::fuzzing::fuzz_filesystem(&seed);
 }
@@ -498,7 +574,10 @@ fn corpus_seeds_are_read() {
     for entry in std::fs::read_dir(&corpus).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
         let fs = porthole_fs::open(mem(data.clone())).unwrap();
-        assert_eq!(fs.read_file(b"/small", 100).unwrap(), b"small inline file\n");
+        assert_eq!(
+            fs.read_file(b"/small", 100).unwrap(),
+            b"small inline file\n"
+        );
         porthole_fs::fuzzing::fuzz_filesystem(&data);
         n += 1;
     }
@@ -516,12 +595,24 @@ fn mutated_metadata_never_panics() {
     );
     let ns = nodesize(&seed);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let edges = [0u64, 1, u64::MAX, u64::from(u32::MAX), 1 << 32, 4096, 0x10000];
+    let edges = [
+        0u64,
+        1,
+        u64::MAX,
+        u64::from(u32::MAX),
+        1 << 32,
+        4096,
+        0x10000,
+    ];
     let started = std::time::Instant::now();
     for round in 0..2000 {
         let mut data = seed.clone();
         // A tree block or the superblock, then 1-4 edits inside it.
-        let target = if rng.below(6) == 0 { SB } else { blocks[rng.below(blocks.len())] };
+        let target = if rng.below(6) == 0 {
+            SB
+        } else {
+            blocks[rng.below(blocks.len())]
+        };
         let span = if target == SB { 0x32b + 0x200 } else { ns };
         for _ in 0..1 + rng.below(4) {
             let pos = target + 0x20 + rng.below(span - 0x28);
@@ -555,4 +646,3 @@ fn mutated_metadata_never_panics() {
     }
     eprintln!("2000 mutations in {:?}", started.elapsed());
 }
-

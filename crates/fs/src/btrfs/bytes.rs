@@ -74,6 +74,7 @@ pub(super) fn uuid_string(u: &[u8; 16]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -122,7 +122,7 @@ impl ChunkMap {
             .next_back()
             .ok_or_else(|| corrupt(logical, "logical address is in no chunk"))?;
         let inside = logical - start;
-        if inside.checked_add(len).map_or(true, |end| end > chunk.length) {
+        if inside.checked_add(len).is_none_or(|end| end > chunk.length) {
             return Err(corrupt(
                 logical,
                 format!(

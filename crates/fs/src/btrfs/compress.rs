@@ -30,7 +30,9 @@ pub(super) fn decompress(
     if ram_bytes > MAX_DECOMPRESSED {
         return Err(corrupt(
             at,
-            format!("compressed extent claims {ram_bytes} decoded bytes, more than {MAX_DECOMPRESSED}"),
+            format!(
+                "compressed extent claims {ram_bytes} decoded bytes, more than {MAX_DECOMPRESSED}"
+            ),
         ));
     }
     let cap = ram_bytes as usize;
@@ -59,7 +61,9 @@ const ZSTD_MAX_WINDOW: u64 = 1 << 17;
 fn zstd(data: &[u8], cap: usize) -> std::result::Result<Vec<u8>, String> {
     let window = zstd_window(data).ok_or("truncated frame header")?;
     if window > ZSTD_MAX_WINDOW {
-        return Err(format!("window of {window} bytes exceeds {ZSTD_MAX_WINDOW}"));
+        return Err(format!(
+            "window of {window} bytes exceeds {ZSTD_MAX_WINDOW}"
+        ));
     }
     let mut src = data;
     let decoder = ruzstd::decoding::StreamingDecoder::new(&mut src).map_err(|e| e.to_string())?;
@@ -96,7 +100,10 @@ fn zstd_window(d: &[u8]) -> Option<u64> {
 fn lzo_framed(d: &[u8], cap: usize, sector: usize) -> std::result::Result<Vec<u8>, String> {
     let total = u32_at(d, 0).ok_or("truncated header")? as usize;
     if total > d.len() || total < 4 {
-        return Err(format!("total length {total} does not fit the {} stored bytes", d.len()));
+        return Err(format!(
+            "total length {total} does not fit the {} stored bytes",
+            d.len()
+        ));
     }
     // lzo1x_worst_compress(sector): the largest segment a sector can compress to.
     let max_segment = sector + sector / 16 + 64 + 3;
@@ -124,6 +131,7 @@ fn lzo_framed(d: &[u8], cap: usize, sector: usize) -> std::result::Result<Vec<u8
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -133,7 +141,10 @@ mod tests {
         let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(&[7u8; 50_000]).unwrap();
         let z = e.finish().unwrap();
-        assert_eq!(decompress(ZLIB, &z, 50_000, 4096, 0).unwrap(), vec![7u8; 50_000]);
+        assert_eq!(
+            decompress(ZLIB, &z, 50_000, 4096, 0).unwrap(),
+            vec![7u8; 50_000]
+        );
         // A lying ram_bytes never yields more than it says, nor more than 128 KiB.
         assert_eq!(decompress(ZLIB, &z, 10, 4096, 0).unwrap().len(), 10);
         assert!(decompress(ZLIB, &z, 1 << 30, 4096, 0).is_err());
@@ -159,7 +170,82 @@ mod tests {
     fn zstd_huge_window_refused() {
         // Magic, descriptor without single-segment, window descriptor for 2^41.
         let frame = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xf8, 0, 0, 0];
-        let e = decompress(ZSTD, &frame, 100, 4096, 0).unwrap_err().to_string();
+        let e = decompress(ZSTD, &frame, 100, 4096, 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("window"), "{e}");
+    }
+
+    fn text() -> Vec<u8> {
+        (0..3000u32)
+            .flat_map(|i| format!("row {} ", i % 37).into_bytes())
+            .collect()
+    }
+
+    /// An LZO stream with literal runs and matches of every kind, in btrfs framing.
+    fn lzo_frame() -> Vec<u8> {
+        let mut seg = vec![17 + 8];
+        seg.extend_from_slice(b"abcdefgh");
+        seg.extend_from_slice(&[0b1110_1100, 0]); // M2: 8 bytes at distance 4
+        seg.extend_from_slice(&[0x20, 10, 0x1c, 0x00]); // M3: 2 + 31 + 10 bytes at distance 8
+        seg.extend_from_slice(&[0x11, 0, 0]);
+        let mut d = ((8 + seg.len()) as u32).to_le_bytes().to_vec();
+        d.extend_from_slice(&(seg.len() as u32).to_le_bytes());
+        d.extend_from_slice(&seg);
+        d
+    }
+
+    #[test]
+    fn seeds_decode() {
+        let out = decompress(LZO, &lzo_frame(), 59, 4096, 0).unwrap();
+        assert_eq!(&out[..16], b"abcdefghefghefgh");
+        let z = ruzstd::encoding::compress_to_vec(
+            &text()[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        assert_eq!(
+            decompress(ZSTD, &z, text().len() as u64, 4096, 0).unwrap(),
+            text()
+        );
+    }
+
+    /// Deterministic mutations of real streams: errors or exactly `ram_bytes` bytes, never a panic.
+    #[test]
+    fn mutated_streams_never_panic() {
+        use std::io::Write;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&text()).unwrap();
+        let zlib = e.finish().unwrap();
+        let zstd = ruzstd::encoding::compress_to_vec(
+            &text()[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        for (kind, seed) in [(ZLIB, zlib), (ZSTD, zstd), (LZO, lzo_frame())] {
+            for _ in 0..2000 {
+                let mut d = seed.clone();
+                for _ in 0..1 + next() % 4 {
+                    let pos = (next() % d.len() as u64) as usize;
+                    match next() % 3 {
+                        0 => d[pos] ^= 1 << (next() % 8),
+                        1 => d[pos] = next() as u8,
+                        _ => d.truncate(pos),
+                    }
+                    if d.is_empty() {
+                        break;
+                    }
+                }
+                let ram = next() % (MAX_DECOMPRESSED + 2);
+                if let Ok(out) = decompress(kind, &d, ram, 4096, 0) {
+                    assert_eq!(out.len() as u64, ram);
+                }
+            }
+        }
     }
 }

@@ -50,7 +50,10 @@ pub(super) fn read(
         }
         seen += 1;
         if seen > MAX_EXTENTS_PER_READ {
-            return Err(super::bytes::limit("extents in one read", MAX_EXTENTS_PER_READ.into()));
+            return Err(super::bytes::limit(
+                "extents in one read",
+                MAX_EXTENTS_PER_READ.into(),
+            ));
         }
         cursor.next()?;
     }
@@ -69,8 +72,16 @@ fn fill(
     at: u64,
 ) -> Result<()> {
     let len = match extent {
-        Extent::Inline { ram_bytes, data, compression } => {
-            if *compression == COMPRESS_NONE { data.len() as u64 } else { *ram_bytes }
+        Extent::Inline {
+            ram_bytes,
+            data,
+            compression,
+        } => {
+            if *compression == COMPRESS_NONE {
+                data.len() as u64
+            } else {
+                *ram_bytes
+            }
         }
         Extent::Regular { num_bytes, .. } => *num_bytes,
     };
@@ -82,15 +93,28 @@ fn fill(
     let dst = &mut buf[(from - offset) as usize..(to - offset) as usize];
     let within = from - start;
     match *extent {
-        Extent::Inline { compression: COMPRESS_NONE, data, .. } => {
+        Extent::Inline {
+            compression: COMPRESS_NONE,
+            data,
+            ..
+        } => {
             copy_from(dst, data, within);
         }
-        Extent::Inline { compression, ram_bytes, data } => {
+        Extent::Inline {
+            compression,
+            ram_bytes,
+            data,
+        } => {
             let plain = compress::decompress(compression, data, ram_bytes, vol.sb.sectorsize, at)?;
             copy_from(dst, &plain, within);
         }
         Extent::Regular { prealloc: true, .. } | Extent::Regular { disk_bytenr: 0, .. } => {}
-        Extent::Regular { compression: COMPRESS_NONE, disk_bytenr, offset: skip, .. } => {
+        Extent::Regular {
+            compression: COMPRESS_NONE,
+            disk_bytenr,
+            offset: skip,
+            ..
+        } => {
             let logical = disk_bytenr
                 .checked_add(skip)
                 .and_then(|l| l.checked_add(within))
@@ -105,7 +129,15 @@ fn fill(
             offset: skip,
             ..
         } => {
-            let plain = decompressed(vol, cache, compression, disk_bytenr, disk_num_bytes, ram_bytes, at)?;
+            let plain = decompressed(
+                vol,
+                cache,
+                compression,
+                disk_bytenr,
+                disk_num_bytes,
+                ram_bytes,
+                at,
+            )?;
             copy_from(dst, &plain, skip.saturating_add(within));
         }
     }
@@ -114,7 +146,10 @@ fn fill(
 
 /// Copies `src[from..]` into `dst`; bytes past the end of `src` stay zero.
 fn copy_from(dst: &mut [u8], src: &[u8], from: u64) {
-    let src = usize::try_from(from).ok().and_then(|f| src.get(f..)).unwrap_or(&[]);
+    let src = usize::try_from(from)
+        .ok()
+        .and_then(|f| src.get(f..))
+        .unwrap_or(&[]);
     let n = dst.len().min(src.len());
     dst[..n].copy_from_slice(&src[..n]);
 }
@@ -142,7 +177,13 @@ fn decompressed(
     }
     let mut raw = vec![0u8; disk_num_bytes as usize];
     vol.read_logical(disk_bytenr, &mut raw)?;
-    let plain = Arc::new(compress::decompress(kind, &raw, ram_bytes, vol.sb.sectorsize, disk_bytenr)?);
+    let plain = Arc::new(compress::decompress(
+        kind,
+        &raw,
+        ram_bytes,
+        vol.sb.sectorsize,
+        disk_bytenr,
+    )?);
     *slot = Some((disk_bytenr, plain.clone()));
     Ok(plain)
 }

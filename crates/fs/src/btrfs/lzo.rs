@@ -126,7 +126,11 @@ pub(super) fn decompress(data: &[u8], cap: usize) -> Result<Vec<u8>, LzoError> {
             next_state = d & 3;
         } else if state == 0 {
             // A literal run of 4 or more bytes.
-            let n = if t == 0 { input.long_len(15)? + 3 } else { t + 3 };
+            let n = if t == 0 {
+                input.long_len(15)? + 3
+            } else {
+                t + 3
+            };
             literals(&mut input, &mut out, n, cap)?;
             state = 4;
             continue;
@@ -148,6 +152,7 @@ pub(super) fn decompress(data: &[u8], cap: usize) -> Result<Vec<u8>, LzoError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -174,14 +179,23 @@ mod tests {
     fn hostile_streams_fail_cleanly() {
         assert_eq!(decompress(&[], 10), Err(LzoError::InputOverrun));
         // A match (M4, distance 16385) before any output.
-        assert_eq!(decompress(&[0x11, 0x04, 0x00], 10), Err(LzoError::LookBehind));
+        assert_eq!(
+            decompress(&[0x11, 0x04, 0x00], 10),
+            Err(LzoError::LookBehind)
+        );
         // A literal run longer than the cap.
         let mut s = vec![17 + 200];
         s.extend_from_slice(&[b'x'; 200]);
         assert_eq!(decompress(&s, 100), Err(LzoError::OutputOverrun));
         // A long length made of zero bytes that runs off the input.
-        assert_eq!(decompress(&[0x00, 0, 0, 0], 10), Err(LzoError::InputOverrun));
+        assert_eq!(
+            decompress(&[0x00, 0, 0, 0], 10),
+            Err(LzoError::InputOverrun)
+        );
         // No end marker.
-        assert_eq!(decompress(&[17 + 4, b'a', b'b', b'c', b'd'], 10), Err(LzoError::InputOverrun));
+        assert_eq!(
+            decompress(&[17 + 4, b'a', b'b', b'c', b'd'], 10),
+            Err(LzoError::InputOverrun)
+        );
     }
 }

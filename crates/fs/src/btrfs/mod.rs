@@ -28,9 +28,7 @@ use self::file::ExtentCache;
 use self::items::{Inode, DIR_INDEX, DIR_ITEM, INODE_ITEM, ROOT_ITEM, XATTR_ITEM};
 use self::tree::{Cursor, Tree};
 use self::volume::Volume;
-use crate::{
-    Dev, DirEntry, Error, FileType, Filesystem, FsInfo, FsKind, Metadata, Result,
-};
+use crate::{Dev, DirEntry, Error, FileType, Filesystem, FsInfo, FsKind, Metadata, Result};
 
 pub use self::subvol::{Subvolume, SubvolumeSelector};
 pub(crate) use self::tree::Key;
@@ -66,7 +64,10 @@ pub struct BtrfsFs {
 /// What a path leads to.
 #[derive(Debug, Clone, Copy)]
 enum Loc {
-    Inode { tree: u64, ino: u64 },
+    Inode {
+        tree: u64,
+        ino: u64,
+    },
     /// A nested subvolume seen from a snapshot: an empty directory.
     EmptySubvol,
 }
@@ -166,7 +167,11 @@ impl BtrfsFs {
         };
         let mut walked: Vec<u8> = Vec::new();
         let shown = |w: &[u8]| String::from_utf8_lossy(w).into_owned();
-        for (i, name) in path.split(|&b| b == b'/').filter(|c| !c.is_empty()).enumerate() {
+        for (i, name) in path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .enumerate()
+        {
             if i >= MAX_COMPONENTS {
                 return Err(limit("path components", MAX_COMPONENTS as u64));
             }
@@ -176,16 +181,24 @@ impl BtrfsFs {
             walked.extend_from_slice(name);
             let Loc::Inode { tree, ino } = loc else {
                 // The placeholder directory is empty.
-                return Err(Error::NotFound { path: shown(&walked) });
+                return Err(Error::NotFound {
+                    path: shown(&walked),
+                });
             };
             if items::file_type_of_mode(self.inode(tree, ino)?.mode) != FileType::Directory {
                 return Err(Error::NotADirectory {
-                    path: if parent_is_root { "/".into() } else { parent_shown },
+                    path: if parent_is_root {
+                        "/".into()
+                    } else {
+                        parent_shown
+                    },
                 });
             }
             loc = self
                 .lookup(tree, ino, name)?
-                .ok_or_else(|| Error::NotFound { path: shown(&walked) })?;
+                .ok_or_else(|| Error::NotFound {
+                    path: shown(&walked),
+                })?;
         }
         Ok(loc)
     }
@@ -329,14 +342,30 @@ impl Filesystem for BtrfsFs {
 
     fn read_at(&self, path: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize> {
         let (tree, ino, inode) = self.file(path, FileType::Regular)?;
-        file::read(&self.vol, &self.cache, self.tree(tree)?, ino, inode.size, offset, buf)
+        file::read(
+            &self.vol,
+            &self.cache,
+            self.tree(tree)?,
+            ino,
+            inode.size,
+            offset,
+            buf,
+        )
     }
 
     fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
         let (tree, ino, inode) = self.file(path, FileType::Symlink)?;
         let len = inode.size.min(MAX_LINK) as usize;
         let mut buf = vec![0u8; len];
-        let n = file::read(&self.vol, &self.cache, self.tree(tree)?, ino, inode.size, 0, &mut buf)?;
+        let n = file::read(
+            &self.vol,
+            &self.cache,
+            self.tree(tree)?,
+            ino,
+            inode.size,
+            0,
+            &mut buf,
+        )?;
         buf.truncate(n);
         Ok(buf)
     }

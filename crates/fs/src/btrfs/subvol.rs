@@ -53,12 +53,19 @@ pub(super) fn root_of(vol: &Volume, id: u64) -> Result<RootItem> {
     if key.objectid != id || key.kind != ROOT_ITEM {
         return Err(not_found(id));
     }
-    let r = items::root_item(data)
-        .ok_or_else(|| corrupt(c.node_logical(), format!("root item of tree {id} truncated")))?;
+    let r = items::root_item(data).ok_or_else(|| {
+        corrupt(
+            c.node_logical(),
+            format!("root item of tree {id} truncated"),
+        )
+    })?;
     if r.level > MAX_LEVEL {
         return Err(corrupt(
             c.node_logical(),
-            format!("root item of tree {id}: level {} exceeds {MAX_LEVEL}", r.level),
+            format!(
+                "root item of tree {id}: level {} exceeds {MAX_LEVEL}",
+                r.level
+            ),
         ));
     }
     vol.set_root_cache(id, r);
@@ -118,7 +125,9 @@ pub(super) fn list(vol: &Volume) -> Result<Vec<Subvolume>> {
             ROOT_BACKREF => {
                 let r = items::root_ref(data)
                     .ok_or_else(|| corrupt(c.node_logical(), "root backref truncated"))?;
-                links.entry(key.objectid).or_insert((key.offset, r.dirid, r.name));
+                links
+                    .entry(key.objectid)
+                    .or_insert((key.offset, r.dirid, r.name));
             }
             _ => {}
         }
@@ -182,9 +191,14 @@ fn dir_path(vol: &Volume, tree: u64, mut dir: u64) -> Result<Vec<Vec<u8>>> {
             return Err(limit("directory depth", MAX_DEPTH as u64));
         }
         let c = Cursor::seek_ge(vol, t, Key::new(dir, INODE_REF, 0))?;
-        let Some((key, data)) = c.current().filter(|(k, _)| k.objectid == dir && k.kind == INODE_REF)
+        let Some((key, data)) = c
+            .current()
+            .filter(|(k, _)| k.objectid == dir && k.kind == INODE_REF)
         else {
-            return Err(corrupt(c.node_logical(), format!("directory {dir} of tree {tree} has no name")));
+            return Err(corrupt(
+                c.node_logical(),
+                format!("directory {dir} of tree {tree} has no name"),
+            ));
         };
         let name = items::inode_ref_name(data)
             .ok_or_else(|| corrupt(c.node_logical(), "inode ref truncated"))?;

@@ -74,7 +74,10 @@ fn uuid_at(buf: &[u8], at: usize) -> Result<[u8; 16]> {
 
 fn parse(buf: &[u8], verify: bool) -> Result<Superblock> {
     if field(slice(buf, MAGIC_AT, 8), MAGIC_AT)? != MAGIC {
-        return Err(corrupt(OFFSET + MAGIC_AT as u64, "superblock magic missing"));
+        return Err(corrupt(
+            OFFSET + MAGIC_AT as u64,
+            "superblock magic missing",
+        ));
     }
     let csum_type = field(u16_at(buf, 0xc4), 0xc4)?;
     if csum_type != 0 {
@@ -93,7 +96,9 @@ fn parse(buf: &[u8], verify: bool) -> Result<Superblock> {
     if verify && stored != computed {
         return Err(corrupt(
             OFFSET,
-            format!("superblock checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"),
+            format!(
+                "superblock checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
         ));
     }
     let incompat = field(u64_at(buf, 0xbc), 0xbc)?;

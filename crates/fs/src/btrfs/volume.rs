@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::bytes::crc32c;
-use super::items::RootItem;
 use super::chunks::{ChunkMap, CHUNK_ITEM};
+use super::items::RootItem;
 use super::superblock::{self, Superblock};
 use super::tree::{Cursor, Key, Node, Tree};
 use crate::{Dev, Result};
@@ -97,7 +97,11 @@ impl Volume {
     }
 
     pub fn root_cache(&self, id: u64) -> Option<RootItem> {
-        self.roots.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
+        self.roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied()
     }
 
     pub fn set_root_cache(&self, id: u64, r: RootItem) {
