@@ -179,7 +179,7 @@ fn compressible(len: usize) -> Vec<u8> {
 /// `@home` (files and a nested subvolume `nested`), `@home-snap` (snapshot of `@home`).
 fn kernel_image(algo: &str) -> (PathBuf, PathBuf) {
     need_root();
-    let paths = cached(&format!("btrfs-kernel-{algo}-v1"), &["tree", "img"], |p| {
+    let paths = cached(&format!("btrfs-kernel-{algo}-v2"), &["tree", "img"], |p| {
         build_reference_tree(&p[0], Fidelity::POSIX);
         std::fs::write(p[0].join("data/compressible"), compressible(300_000)).unwrap();
         std::fs::write(p[0].join("etc/small-compressible"), compressible(3000)).unwrap();
@@ -197,6 +197,18 @@ fn kernel_image(algo: &str) -> (PathBuf, PathBuf) {
         btrfs(&["subvolume", "create", &at("@home")]);
         std::fs::create_dir_all(mnt.join("@home/user")).unwrap();
         std::fs::write(mnt.join("@home/user/notes.txt"), compressible(70_000)).unwrap();
+        run(
+            "setfattr",
+            "attr",
+            &[
+                "-n",
+                "user.porthole",
+                "-v",
+                "hello",
+                &at("@home/user/notes.txt"),
+            ],
+            None,
+        );
         btrfs(&["subvolume", "create", &at("@home/user/nested")]);
         std::fs::write(mnt.join("@home/user/nested/inner"), b"inside nested\n").unwrap();
         btrfs(&["subvolume", "snapshot", &at("@"), &at("@snap")]);
