@@ -68,6 +68,8 @@ pub(super) struct DirItem<'a> {
 }
 
 const DIR_ITEM_HEADER: usize = 30;
+/// BTRFS_NAME_LEN (and XATTR_NAME_MAX): longer names are corruption.
+pub(super) const NAME_MAX: usize = 255;
 
 /// Every entry packed in one item; `None` if any is truncated.
 pub(super) fn dir_items(mut d: &[u8]) -> Option<Vec<DirItem<'_>>> {
@@ -77,6 +79,9 @@ pub(super) fn dir_items(mut d: &[u8]) -> Option<Vec<DirItem<'_>>> {
         let location = Key::parse(slice(d, 0, 17)?)?;
         let data_len = usize::from(u16_at(d, 25)?);
         let name_len = usize::from(u16_at(d, 27)?);
+        if name_len > NAME_MAX {
+            return None;
+        }
         let file_type = match u8_at(d, 29)? {
             1 => FileType::Regular,
             2 => FileType::Directory,

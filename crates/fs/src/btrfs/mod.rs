@@ -37,8 +37,11 @@ pub(crate) use self::tree::Key;
 const MAX_COMPONENTS: usize = 4096;
 /// Entries one directory listing may return.
 const MAX_DIR_ENTRIES: usize = 1 << 20;
-/// Extended attributes of one inode.
-const MAX_XATTRS: usize = 1 << 16;
+/// Bytes of names one directory listing may return.
+const MAX_DIR_NAME_BYTES: usize = 64 << 20;
+/// Extended attributes of one inode, and their bytes (names and values).
+const MAX_XATTRS: usize = 1 << 12;
+const MAX_XATTR_BYTES: usize = 16 << 20;
 /// The longest symlink target read (PATH_MAX).
 const MAX_LINK: u64 = 4096;
 /// The inode number the kernel shows for a snapshot's placeholder of a nested subvolume.
@@ -313,6 +316,7 @@ impl Filesystem for BtrfsFs {
             });
         }
         let mut out = Vec::new();
+        let mut name_bytes = 0usize;
         let mut c = Cursor::seek_ge(&self.vol, self.tree(tree)?, Key::new(ino, DIR_INDEX, 0))?;
         while let Some((key, data)) = c.current() {
             if key.objectid != ino || key.kind != DIR_INDEX {
@@ -323,6 +327,10 @@ impl Filesystem for BtrfsFs {
             for e in entries {
                 if out.len() >= MAX_DIR_ENTRIES {
                     return Err(limit("directory entries", MAX_DIR_ENTRIES as u64));
+                }
+                name_bytes += e.name.len();
+                if name_bytes > MAX_DIR_NAME_BYTES {
+                    return Err(limit("directory name bytes", MAX_DIR_NAME_BYTES as u64));
                 }
                 let (file_type, entry_ino) = match e.location.kind {
                     // A subvolume: a directory whose root inode is what stat shows.
@@ -375,6 +383,7 @@ impl Filesystem for BtrfsFs {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let mut c = Cursor::seek_ge(&self.vol, self.tree(tree)?, Key::new(ino, XATTR_ITEM, 0))?;
         while let Some((key, data)) = c.current() {
             if key.objectid != ino || key.kind != XATTR_ITEM {
@@ -385,6 +394,10 @@ impl Filesystem for BtrfsFs {
             for e in entries {
                 if out.len() >= MAX_XATTRS {
                     return Err(limit("extended attributes", MAX_XATTRS as u64));
+                }
+                bytes += e.name.len() + e.data.len();
+                if bytes > MAX_XATTR_BYTES {
+                    return Err(limit("extended attribute bytes", MAX_XATTR_BYTES as u64));
                 }
                 out.push((e.name.to_vec(), e.data.to_vec()));
             }
