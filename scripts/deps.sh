@@ -8,8 +8,8 @@ packages=(
   qemu-utils         # qemu-img, qemu-io: build test images in every format
   e2fsprogs          # mkfs.ext4 -d
   xfsprogs           # mkfs.xfs (-p protofile), xfs_io, xfs_db: the XFS reader's test images
-  attr               # setfattr: xattrs in the XFS test images
-  btrfs-progs        # mkfs.btrfs --rootdir
+  btrfs-progs        # mkfs.btrfs --rootdir, btrfs subvolume, dump-tree
+  attr               # setfattr: xattrs in the XFS and btrfs test images
   dosfstools         # mkfs.vfat
   mtools             # mcopy into FAT images without mounting
   ntfs-3g            # mkntfs and ntfs-3g's offline tools

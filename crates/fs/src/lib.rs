@@ -22,6 +22,8 @@ mod fat;
 mod ntfs;
 mod xfs;
 
+pub use btrfs::{BtrfsFs, Subvolume, SubvolumeSelector};
+
 /// What kind of filesystem a reader serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FsKind {
