@@ -86,7 +86,8 @@ struct Client {
 impl Client {
     fn connect(path: &Path) -> Result<Self, Box<dyn std::error::Error>> {
         let stream = UnixStream::connect(path)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        // Generous: a 16 MiB exec output through a debug build on a loaded 2-core CI machine.
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         Ok(Self {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
