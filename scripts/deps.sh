@@ -20,17 +20,31 @@ packages=(
   procps             # ps, used by benchmarks
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 
-if ((${#missing[@]})); then
-  echo "==> installing Debian packages: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
+missing_packages() {
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+}
+
+# Two passes: installing one package can remove another that conflicts with it (the machine
+# image's newer qemu-utils from backports is removed by Debian 12's qemu-system-x86), and the
+# second pass brings back the version that fits with the rest.
+updated=""
+for pass in 1 2; do
+  missing_packages
+  ((${#missing[@]})) || break
+  echo "==> installing Debian packages (pass $pass): ${missing[*]}"
+  [ -n "$updated" ] || { $sudo apt-get update -qq; updated=1; }
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+done
+missing_packages
+if ((${#missing[@]})); then
+  echo "error: could not install: ${missing[*]}" >&2
+  exit 1
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -30,14 +30,12 @@ fn open_disks(images: &[std::path::PathBuf]) -> Result<Disks> {
 
 pub fn filesystems(args: FilesystemsArgs) -> Result<ExitCode> {
     let disks = open_disks(&args.images)?;
-    let rows: Vec<Value> = disks
-        .volumes
-        .iter()
-        .enumerate()
-        .map(|(index, volume)| {
-            let fs = disks.filesystems.iter().find(|f| f.volume == index);
+    // One row per volume, or per filesystem on it (a btrfs filesystem's subvolumes are rows too).
+    let mut rows: Vec<Value> = Vec::new();
+    for (index, volume) in disks.volumes.iter().enumerate() {
+        let row = |device: String, fs: Option<&porthole_guest::FoundFs>| {
             json!({
-                "device": volume.path,
+                "device": device,
                 "mapper": volume.mapper_path,
                 "volume": volume.type_name,
                 "size": volume.size,
@@ -46,9 +44,21 @@ pub fn filesystems(args: FilesystemsArgs) -> Result<ExitCode> {
                 "filesystem": fs.map(|f| f.info.kind.name()),
                 "label": fs.and_then(|f| f.info.label.clone()),
                 "uuid": fs.and_then(|f| f.info.uuid.clone()),
+                "subvolume": fs.and_then(|f| f.subvolume.clone()),
             })
-        })
-        .collect();
+        };
+        let on_volume: Vec<_> = disks
+            .filesystems
+            .iter()
+            .filter(|f| f.volume == index)
+            .collect();
+        if on_volume.is_empty() {
+            rows.push(row(volume.path.clone(), None));
+        }
+        for fs in on_volume {
+            rows.push(row(disks.device_of(fs), Some(fs)));
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
@@ -83,7 +93,7 @@ fn open_view(args: &GuestArgs) -> Result<(GuestView, String)> {
     let (images, path) = args.split();
     let disks = open_disks(&images)?;
     let roots = disks.roots();
-    let device = |index: usize| disks.device_of(&disks.filesystems[index]).to_string();
+    let device = |index: usize| disks.device_of(&disks.filesystems[index]);
     let chosen = match &args.root {
         Some(wanted) => {
             let index = (0..disks.filesystems.len())

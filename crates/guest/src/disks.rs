@@ -5,13 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use porthole_fs::{FileType, Filesystem, FsInfo};
+use porthole_fs::{BtrfsFs, FileType, Filesystem, FsInfo, SubvolumeSelector};
 use porthole_image::BlockDevice;
 use porthole_volume::{scan, Volume, VolumeKind};
 
 use crate::fstab::{self, FstabEntry};
 use crate::view::{GuestView, Mount};
 use crate::Error;
+
+/// btrfs's top-level subvolume, what `subvol=/` names.
+const TOP_LEVEL_SUBVOLUME: u64 = 5;
 
 /// The largest fstab read; a real one is a few KiB.
 const FSTAB_LIMIT: u64 = 1 << 20;
@@ -50,6 +53,8 @@ const VIRTUAL_FSTYPES: &[&str] = &[
 pub struct FoundFs {
     /// Index into [`Disks::volumes`].
     pub volume: usize,
+    /// For a btrfs subvolume other than the filesystem's default: its path from the top level.
+    pub subvolume: Option<String>,
     pub info: FsInfo,
     pub fs: Arc<dyn Filesystem>,
 }
@@ -89,28 +94,73 @@ impl Disks {
             filesystems: Vec::new(),
             problems: found.problems,
         };
-        for (index, volume) in disks.volumes.iter().enumerate() {
+        for index in 0..disks.volumes.len() {
+            let volume = &disks.volumes[index];
             if matches!(volume.type_name.as_str(), "LVM2 PV" | "Linux RAID member") {
                 continue;
             }
+            let path = volume.path.clone();
             match porthole_fs::open(volume.device.clone()) {
-                Ok(fs) => disks.filesystems.push(FoundFs {
-                    volume: index,
-                    info: fs.info(),
-                    fs: Arc::from(fs),
-                }),
+                Ok(fs) => {
+                    let info = fs.info();
+                    let is_btrfs = info.kind == porthole_fs::FsKind::Btrfs;
+                    disks.filesystems.push(FoundFs {
+                        volume: index,
+                        subvolume: None,
+                        info,
+                        fs: Arc::from(fs),
+                    });
+                    if is_btrfs {
+                        disks.add_subvolumes(index);
+                    }
+                }
                 Err(porthole_fs::Error::Unrecognized) => {}
-                Err(e) => disks.problems.push(format!("{}: {e}", volume.path)),
+                Err(e) => disks.problems.push(format!("{path}: {e}")),
             }
         }
         disks
     }
 
-    /// The device path of a found filesystem.
-    pub fn device_of(&self, found: &FoundFs) -> &str {
-        self.volumes
+    /// Every subvolume of the btrfs filesystem on `volume` but its default one (already
+    /// added), so an OS installed in a subvolume (`@`, `root`) is found as a root.
+    fn add_subvolumes(&mut self, volume: usize) {
+        let path = self.volumes[volume].path.clone();
+        let opened = BtrfsFs::open(self.volumes[volume].device.clone());
+        let listed = opened.and_then(|fs| Ok((fs.list_subvolumes()?, fs)));
+        let (subvolumes, btrfs) = match listed {
+            Ok(found) => found,
+            Err(e) => return self.problems.push(format!("{path}: subvolumes: {e}")),
+        };
+        for subvolume in subvolumes {
+            if subvolume.id == btrfs.subvolume_id() {
+                continue;
+            }
+            match btrfs.open_subvolume(SubvolumeSelector::Id(subvolume.id)) {
+                Ok(fs) => self.filesystems.push(FoundFs {
+                    volume,
+                    subvolume: Some(String::from_utf8_lossy(&subvolume.path).into_owned()),
+                    info: fs.info(),
+                    fs: Arc::new(fs),
+                }),
+                Err(e) => self.problems.push(format!(
+                    "{path}: subvolume {}: {e}",
+                    String::from_utf8_lossy(&subvolume.path)
+                )),
+            }
+        }
+    }
+
+    /// The device path of a found filesystem; a btrfs subvolume is named as virt-inspector
+    /// names it, `btrfsvol:/dev/sda2/@home`.
+    pub fn device_of(&self, found: &FoundFs) -> String {
+        let device = self
+            .volumes
             .get(found.volume)
-            .map_or("?", |v| v.path.as_str())
+            .map_or("?", |v| v.path.as_str());
+        match &found.subvolume {
+            Some(subvolume) => format!("btrfsvol:{device}/{subvolume}"),
+            None => device.to_string(),
+        }
     }
 
     /// The filesystems that hold an operating system's root, with its kind, in device order.
@@ -174,30 +224,64 @@ impl Disks {
             {
                 continue;
             }
-            match self.resolve_spec(&entry.spec) {
-                Some(index) => {
-                    let found = &self.filesystems[index];
-                    let subdir = fs_root_for(entry);
-                    if entry.mountpoint == "/" {
-                        // The root is already there; a subvol= on it picks its directory.
-                        mounts[0] = self.mount(found, "/", subdir);
-                    } else {
-                        mounts.push(self.mount(found, &entry.mountpoint, subdir));
-                    }
-                }
-                None => warnings.push(format!(
+            let Some(index) = self.resolve_spec(&entry.spec) else {
+                warnings.push(format!(
                     "fstab line {}: {} ({}) is not on these disks",
                     entry.line, entry.spec, entry.mountpoint
-                )),
+                ));
+                continue;
+            };
+            let mount = match self.mount_entry(&self.filesystems[index], entry) {
+                Ok(mount) => mount,
+                Err(e) => {
+                    warnings.push(format!("fstab line {}: {e}", entry.line));
+                    continue;
+                }
+            };
+            if entry.mountpoint == "/" {
+                // The root is already there; a subvol= on it picks which subvolume.
+                mounts[0] = mount;
+            } else {
+                mounts.push(mount);
             }
         }
         Ok((GuestView::new(mounts), warnings))
     }
 
+    /// The mount an fstab entry makes of `found`: btrfs `subvolid=` or `subvol=` select a
+    /// subvolume (by id, or by path from the top level), as the kernel does.
+    fn mount_entry(&self, found: &FoundFs, entry: &FstabEntry) -> Result<Mount, Error> {
+        let mut mount = self.mount(found, &entry.mountpoint, b"/".to_vec());
+        if found.info.kind != porthole_fs::FsKind::Btrfs {
+            return Ok(mount);
+        }
+        let selector = match (entry.option("subvolid"), entry.option("subvol")) {
+            (Some(id), _) => match id.parse() {
+                Ok(id) => SubvolumeSelector::Id(id),
+                Err(_) => return Ok(mount),
+            },
+            (None, Some(path)) => SubvolumeSelector::Path(path.trim_start_matches('/').as_bytes()),
+            (None, None) => return Ok(mount),
+        };
+        let fs_error = |source| Error::Fs {
+            path: entry.mountpoint.clone(),
+            source,
+        };
+        let device = self.volumes[found.volume].device.clone();
+        let btrfs = BtrfsFs::open(device).map_err(fs_error)?;
+        let subvolume = if matches!(selector, SubvolumeSelector::Path(b"")) {
+            btrfs.open_subvolume(SubvolumeSelector::Id(TOP_LEVEL_SUBVOLUME))
+        } else {
+            btrfs.open_subvolume(selector)
+        };
+        mount.fs = Arc::new(subvolume.map_err(fs_error)?);
+        Ok(mount)
+    }
+
     fn mount(&self, found: &FoundFs, mountpoint: &str, root: Vec<u8>) -> Mount {
         Mount {
             mountpoint: mountpoint.to_string(),
-            device: self.device_of(found).to_string(),
+            device: self.device_of(found),
             fstype: found.info.kind.name().to_string(),
             root,
             fs: found.fs.clone(),
@@ -207,11 +291,19 @@ impl Disks {
     /// The filesystem an fstab device spec names, as the guest's udev would resolve it.
     pub fn resolve_spec(&self, spec: &str) -> Option<usize> {
         let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-        let by_fs = |test: &dyn Fn(&FoundFs) -> bool| self.filesystems.iter().position(test);
-        let by_volume = |test: &dyn Fn(&Volume) -> bool| {
+        // Subvolumes share their filesystem's identity; the default view stands for them all.
+        let candidates = || {
             self.filesystems
                 .iter()
-                .position(|f| self.volumes.get(f.volume).is_some_and(test))
+                .enumerate()
+                .filter(|(_, f)| f.subvolume.is_none())
+        };
+        let by_fs =
+            |test: &dyn Fn(&FoundFs) -> bool| candidates().find(|(_, f)| test(f)).map(|(i, _)| i);
+        let by_volume = |test: &dyn Fn(&Volume) -> bool| {
+            candidates()
+                .find(|(_, f)| self.volumes.get(f.volume).is_some_and(test))
+                .map(|(i, _)| i)
         };
         let (key, value) = match spec.split_once('=') {
             Some((key, value)) => (key, value.trim_matches('"')),
@@ -275,19 +367,6 @@ fn canonical_device(device: &str) -> String {
         }
     }
     device.to_string()
-}
-
-/// The directory of `found` to show at the entry's mountpoint: btrfs `subvol=` names one by
-/// path from the top of the filesystem; everything else shows its root.
-fn fs_root_for(entry: &FstabEntry) -> Vec<u8> {
-    match entry.option("subvol") {
-        Some(subvol) if !subvol.is_empty() => {
-            let mut path = b"/".to_vec();
-            path.extend_from_slice(subvol.trim_start_matches('/').as_bytes());
-            path
-        }
-        _ => b"/".to_vec(),
-    }
 }
 
 /// Opens one image file in whatever format it is (raw, qcow2, VMDK, VHDX, with backing chains).

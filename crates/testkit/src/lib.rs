@@ -3,12 +3,16 @@
 //! - [`tools`]: run real tools (mkfs.*, sfdisk, lvm, qemu-img) with a loud failure naming the
 //!   Debian package to install, cache the images they build under `<target>/test-images`, and
 //!   in-memory devices for crafted, hostile structures.
+//! - [`guests`]: phony guests (VM disk sets with just enough OS) for the guest view and inspector.
+//! - [`kernel`]: loop devices, mounts and lvm2 for images the kernel writes, undone on drop.
 //! - [`tree`]: a reference file tree and a comparer that checks a porthole filesystem holds
 //!   exactly that tree.
 //!
 //! Panicking is this crate's error handling: it only ever runs inside tests.
 #![allow(clippy::unwrap_used)]
 
+pub mod guests;
+pub mod kernel;
 pub mod tools;
 pub mod tree;
 

@@ -72,6 +72,8 @@ pub fn cached(recipe: &str, names: &[&str], build: impl FnOnce(&[PathBuf])) -> V
         return finals;
     }
     let tmp = dir.join(format!("{key}.tmp{}", std::process::id()));
+    // A build that panicked earlier in this process may have left its half-made files here.
+    let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).expect("tmp dir");
     let temps: Vec<PathBuf> = names.iter().map(|n| tmp.join(n)).collect();
     build(&temps);
