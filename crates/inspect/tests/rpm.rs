@@ -449,3 +449,177 @@ fn truncated_databases_give_warnings_and_a_subset() {
         assert!(cut_lost_some, "{name}");
     }
 }
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn names(p: &Parsed) -> Vec<&str> {
+    p.applications.iter().map(|a| a.name.as_str()).collect()
+}
+
+/// An interior page of the Packages b-tree whose first child points back at itself: that
+/// subtree is lost with a warning, the rest of the table still comes out.
+#[test]
+fn sqlite_btree_loop_is_a_warning() {
+    let db = databases();
+    let mut bytes = read(&db, "rpmdb.sqlite");
+    let full = parse(DbKind::Sqlite, &bytes).applications.len();
+    let root = run(
+        "sqlite3",
+        "sqlite3",
+        &[
+            path_str(&db["rpmdb.sqlite"]),
+            "SELECT rootpage FROM sqlite_schema WHERE name = 'Packages'",
+        ],
+        None,
+    );
+    let root: u32 = root.trim().parse().unwrap();
+    let page_size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    let at = (root as usize - 1) * page_size;
+    assert_eq!(bytes[at], 0x05, "Packages root is an interior page");
+    let cell = usize::from(u16::from_be_bytes([bytes[at + 12], bytes[at + 13]]));
+    bytes[at + cell..at + cell + 4].copy_from_slice(&root.to_be_bytes());
+    let got = parse(DbKind::Sqlite, &bytes);
+    assert!(
+        got.warnings.iter().any(|w| w.contains("reached twice")),
+        "{:?}",
+        got.warnings
+    );
+    assert!(!got.applications.is_empty() && got.applications.len() < full);
+}
+
+/// Berkeley DB: a bucket page chained to itself, and an overflow page chained to itself
+/// (a looping value is lost, with a warning).
+#[test]
+fn bdb_page_loops_are_warnings() {
+    let db = databases();
+    let bytes = read(&db, "Packages-hash-le-512");
+    let full = parse(DbKind::Bdb, &bytes).applications.len();
+    let page = |b: &[u8], n: usize| b[n * 512..(n + 1) * 512].to_vec();
+    let pages = bytes.len() / 512;
+    let le32 = |p: &[u8], at: usize| u32::from_le_bytes(p[at..at + 4].try_into().unwrap());
+    let mut tried = [false; 2];
+    for n in 1..pages {
+        let p = page(&bytes, n);
+        let (ty, next) = (p[25], le32(&p, 16));
+        // 13 = hash page with a next page; 7 = overflow page with a next page.
+        // A bucket page chained to itself (real buckets here fit one page each).
+        let which = match ty {
+            13 | 2 if !tried[0] => 0,
+            7 if next != 0 && !tried[1] => 1,
+            _ => continue,
+        };
+        tried[which] = true;
+        let mut bad = bytes.clone();
+        bad[n * 512 + 16..n * 512 + 20].copy_from_slice(&(n as u32).to_le_bytes());
+        let got = parse(DbKind::Bdb, &bad);
+        let want = ["reached twice", "overflow chain"][which];
+        assert!(
+            got.warnings.iter().any(|w| w.contains(want)),
+            "page {n}: {:?}",
+            got.warnings
+        );
+        // The looping bucket's own records were read before the loop was seen.
+        let lost = [0, 1][which];
+        assert_eq!(got.applications.len(), full - lost, "page {n}");
+    }
+    assert_eq!(
+        tried,
+        [true, true],
+        "the 512-byte-page hash file has both kinds of page"
+    );
+}
+
+/// One header's SUMMARY offset points far past its store and its DESCRIPTION offset is
+/// negative: those two fields are lost with warnings naming the package record.
+#[test]
+fn lying_header_offsets_cost_only_those_fields() {
+    let db = databases();
+    let mut bytes = read(&db, "rpmdb.sqlite");
+    let before = parse(DbKind::Sqlite, &bytes);
+    let listing = run(
+        "sqlite3",
+        "sqlite3",
+        &[
+            path_str(&db["rpmdb.sqlite"]),
+            "SELECT hnum || '|' || hex(blob) FROM Packages",
+        ],
+        None,
+    );
+    let (hnum, blob) = listing
+        .lines()
+        .map(|l| {
+            let (n, hex) = l.split_once('|').unwrap();
+            let blob: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            (n.to_string(), blob)
+        })
+        .find(|(_, b)| b.windows(15).any(|w| w == b"hello-porthole\0"))
+        .unwrap();
+    let at = bytes.windows(blob.len()).position(|w| w == blob).unwrap();
+    let il = be32(&blob, 0) as usize;
+    for i in 0..il {
+        let e = at + 8 + 16 * i;
+        let offset: i32 = match be32(&bytes, e) {
+            1004 => 0x7fff_fff0,
+            1005 => -8,
+            _ => continue,
+        };
+        bytes[e + 8..e + 12].copy_from_slice(&offset.to_be_bytes());
+    }
+    let got = parse(DbKind::Sqlite, &bytes);
+    assert_eq!(names(&got), names(&before));
+    let record = format!("rpmdb.sqlite package {hnum}: ");
+    for tag in ["tag 1004", "tag 1005"] {
+        assert!(
+            got.warnings
+                .iter()
+                .any(|w| w.starts_with(&record) && w.contains(tag)),
+            "{tag}: {:?}",
+            got.warnings
+        );
+    }
+    let hello = got
+        .applications
+        .iter()
+        .find(|a| a.name == "hello-porthole")
+        .unwrap();
+    assert_eq!(
+        (hello.summary.as_ref(), hello.description.as_ref()),
+        (None, None)
+    );
+    assert_eq!(hello.url.as_deref(), Some("https://example.org/hello"));
+}
+
+/// ndb: one slot claims blocks beyond the file, another blob's checksum is wrong.
+#[test]
+fn ndb_bad_slot_and_bad_checksum() {
+    let db = databases();
+    let bytes = read(&db, "Packages.db");
+    let full = parse(DbKind::Ndb, &bytes).applications;
+    let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let slots: Vec<usize> = (2..256)
+        .map(|i| i * 16)
+        .filter(|&at| &bytes[at..at + 4] == b"Slot" && le32(&bytes, at + 8) != 0)
+        .collect();
+    assert_eq!(slots.len(), full.len());
+    let mut bad = bytes.clone();
+    bad[slots[0] + 12..slots[0] + 16].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let blob_at = le32(&bytes, slots[1] + 8) as usize * 16;
+    bad[blob_at + 8] ^= 0xff; // the blob head's timestamp: covered by the checksum only
+    let got = parse(DbKind::Ndb, &bad);
+    assert_eq!(got.applications.len(), full.len() - 1);
+    assert!(
+        got.warnings.iter().any(|w| w.contains("outside the file")),
+        "{:?}",
+        got.warnings
+    );
+    assert!(
+        got.warnings.iter().any(|w| w.contains("adler32")),
+        "{:?}",
+        got.warnings
+    );
+}
