@@ -12,6 +12,8 @@
 //! so a looping chain ends with a warning; an overflow chain is at most as long as the file
 //! has pages and never longer than the value it claims.
 
+use super::Budget;
+
 const HASH_MAGIC: u32 = 0x0006_1561;
 const BTREE_MAGIC: u32 = 0x0005_3162;
 /// Size of the generic page header; the item offset array follows it.
@@ -71,6 +73,8 @@ pub enum PageError {
     Key(usize),
     #[error("btree deeper than {0} levels")]
     TooDeep(usize),
+    #[error("values add up to more than the file holds (items sharing overflow pages); stopped")]
+    Budget,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -81,6 +85,7 @@ enum Kind {
 
 struct Db<'a> {
     bytes: &'a [u8],
+    budget: Budget,
     le: bool,
     kind: Kind,
     page_size: usize,
@@ -155,6 +160,7 @@ impl<'a> Db<'a> {
         };
         let mut db = Db {
             bytes,
+            budget: Budget::for_file(bytes.len()),
             le,
             kind,
             page_size: 0,
@@ -231,6 +237,9 @@ impl<'a> Db<'a> {
     fn overflow(&self, first: u32, len: u32) -> Result<Vec<u8>, PageError> {
         if len as usize > self.bytes.len() {
             return Err(PageError::OverflowTooLarge { first, len });
+        }
+        if !self.budget.take(u64::from(len)) {
+            return Err(PageError::Budget);
         }
         let len = len as usize;
         let mut out = Vec::with_capacity(len);
@@ -405,7 +414,7 @@ impl<'a> Db<'a> {
         warn: &mut dyn FnMut(PageError),
     ) {
         let mut n = first;
-        while n != 0 {
+        while n != 0 && !self.budget.exhausted() {
             let page = match seen.first_visit(n).and_then(|()| self.page(n)) {
                 Ok(p) => p,
                 Err(e) => return warn(e),

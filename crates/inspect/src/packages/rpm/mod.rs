@@ -27,6 +27,30 @@ pub mod sqlite;
 
 use super::{Application, Parsed};
 
+/// How many record bytes a reader may still gather. In a sound database every stored byte
+/// belongs to one record, so the records add up to less than the file; hostile files can make
+/// many records share the same bytes (overlapping slots, cells or overflow chains), which
+/// would make reading quadratic. Readers take from this before copying or checking a record
+/// and stop, with one warning, when it runs out.
+pub(crate) struct Budget(std::cell::Cell<u64>);
+
+impl Budget {
+    pub(crate) fn for_file(len: usize) -> Self {
+        Budget(std::cell::Cell::new(2 * len as u64 + (64 << 10)))
+    }
+
+    /// Takes `n` bytes; when fewer are left, empties the budget and returns false.
+    pub(crate) fn take(&self, n: u64) -> bool {
+        let left = self.0.get();
+        self.0.set(left.saturating_sub(n));
+        n <= left && left > 0
+    }
+
+    pub(crate) fn exhausted(&self) -> bool {
+        self.0.get() == 0
+    }
+}
+
 /// Which container format a database file is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DbKind {

@@ -12,6 +12,8 @@
 //! rpm refuses the whole database on one bad slot; here a bad slot or blob costs that one
 //! package and a warning.
 
+use super::Budget;
+
 const DB_MAGIC: &[u8; 4] = b"RpmP";
 const SLOT_MAGIC: &[u8; 4] = b"Slot";
 const BLOB_HEAD: &[u8; 4] = b"BlbS";
@@ -44,6 +46,8 @@ pub enum SlotError {
         blkoff: u32,
         blkcnt: u32,
     },
+    #[error("slots add up to more than the file holds (overlapping blobs); stopped")]
+    Budget,
     #[error("package {pkg}: blob at byte {at}: {what}")]
     Blob {
         pkg: u32,
@@ -95,6 +99,7 @@ pub fn read(
         warn(SlotError::SlotPages { claimed, present });
     }
     let min_blk = (pages * PAGE) as u64 / BLK;
+    let budget = Budget::for_file(bytes.len());
     // The first two slots of page 0 hold the file header.
     let mut at = 2 * SLOT;
     while at + SLOT <= pages * PAGE {
@@ -103,6 +108,12 @@ pub fn read(
             warn(SlotError::SlotMagic { at });
         } else if le32(slot, 8) != 0 {
             let (pkg, blkoff, blkcnt) = (le32(slot, 4), le32(slot, 8), le32(slot, 12));
+            // Only blobs inside the file count against the budget (blob() rejects the rest).
+            let in_file = (u64::from(blkoff) + u64::from(blkcnt)) * BLK <= bytes.len() as u64;
+            if in_file && !budget.take(u64::from(blkcnt) * BLK) {
+                warn(SlotError::Budget);
+                break;
+            }
             match blob(bytes, pkg, blkoff, blkcnt, min_blk, at) {
                 Ok((b, sum)) => {
                     if let Some(e) = sum {
@@ -187,6 +198,28 @@ mod tests {
             }
             ((b << 16) | a) as u32
         });
+    }
+
+    /// Every slot of page 0 naming the same real blob: copies come out until the records add
+    /// up to about twice the file, then one warning, instead of work quadratic in the file.
+    #[test]
+    fn overlapping_slots_are_bounded() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/seeds/rpm_ndb/two-packages.ndb"
+        );
+        let mut db = std::fs::read(path).unwrap_or_default();
+        assert!(db.len() > PAGE, "seed {path}");
+        let first = db[2 * SLOT..3 * SLOT].to_vec();
+        assert_eq!(&first[..4], SLOT_MAGIC);
+        for at in (2 * SLOT..PAGE).step_by(SLOT) {
+            db[at..at + SLOT].copy_from_slice(&first);
+        }
+        let (mut n, mut w) = (0, Vec::new());
+        read(&db, &mut |_, _| n += 1, &mut w).unwrap_or_default();
+        assert!(n > 2 && n < 254, "{n}");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("add up to more than the file"), "{w:?}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! claim more than the file holds. Only the main database file is read: changes still in a
 //! `-wal` file are not seen (rpm checkpoints on close).
 
+use super::Budget;
+
 /// Deepest table b-tree accepted (SQLite's own cursor limit is 20).
 const MAX_DEPTH: usize = 20;
 
@@ -50,10 +52,13 @@ pub enum PageError {
     Overflow { rowid: i64, page: u64 },
     #[error("row {rowid}: record header is malformed")]
     Record { rowid: i64 },
+    #[error("rows add up to more than the file holds (cells sharing bytes); stopped")]
+    Budget,
 }
 
 struct Db<'a> {
     bytes: &'a [u8],
+    budget: Budget,
     page_size: usize,
     usable: usize,
     pages: u64,
@@ -107,6 +112,7 @@ impl<'a> Db<'a> {
         }
         Ok(Db {
             bytes,
+            budget: Budget::for_file(bytes.len()),
             page_size,
             usable,
             pages: (bytes.len() / page_size) as u64,
@@ -129,6 +135,9 @@ impl<'a> Db<'a> {
         let mut seen = vec![false; self.pages as usize + 1];
         let mut stack = vec![(root, 0usize)];
         while let Some((n, depth)) = stack.pop() {
+            if self.budget.exhausted() {
+                return warn(PageError::Budget);
+            }
             match seen.get_mut(n as usize) {
                 Some(s) if !*s => *s = true,
                 Some(_) => {
@@ -218,6 +227,9 @@ impl<'a> Db<'a> {
         let start = off + a + b;
         if len > self.bytes.len() as u64 {
             return Some(Err(PageError::PayloadTooLarge { rowid, len }));
+        }
+        if !self.budget.take(len) {
+            return Some(Err(PageError::Budget));
         }
         let len = len as usize;
         let local = self.local_size(len);
