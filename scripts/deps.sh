@@ -22,6 +22,7 @@ packages=(
   sqlite3            # sqlite3: header blobs out of rpmdb.sqlite for the Berkeley DB test databases
   db-util            # db_load: Berkeley DB Packages files (Debian's rpm only reads bdb, via bdb_ro)
   gpg                # a signing key imported as a gpg-pubkey pseudo-package
+  gpg-agent          # gpg needs its agent to generate that key
 )
 
 missing=()
