@@ -107,12 +107,15 @@ fn build_rpms(top: &Path) -> Vec<PathBuf> {
     rpms
 }
 
-/// A throwaway signing key, imported as rpm's gpg-pubkey pseudo-package.
+/// A throwaway signing key, imported as rpm's gpg-pubkey pseudo-package. The GnuPG home is
+/// short-lived under /tmp (the agent's socket path must stay short) and its agent is stopped.
 fn signing_key(dir: &Path) -> PathBuf {
-    let home = dir.join("gnupg");
+    let home = std::env::temp_dir().join(format!("porthole-gpg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).unwrap();
+    let h = path_str(&home).to_string();
     let gpg = |args: &[&str]| {
-        let mut all = vec!["--homedir", path_str(&home), "--batch", "--passphrase", ""];
+        let mut all = vec!["--homedir", &h, "--batch", "--passphrase", ""];
         all.extend_from_slice(args);
         run("gpg", "gpg", &all, None)
     };
@@ -125,6 +128,13 @@ fn signing_key(dir: &Path) -> PathBuf {
     ]);
     let key = dir.join("key.asc");
     std::fs::write(&key, gpg(&["--armor", "--export", "test@example.org"])).unwrap();
+    run(
+        "gpgconf",
+        "gpgconf",
+        &["--homedir", &h, "--kill", "gpg-agent"],
+        None,
+    );
+    let _ = std::fs::remove_dir_all(&home);
     key
 }
 
@@ -209,7 +219,7 @@ const NAMES: &[&str] = &[
 /// Builds (once, cached) every database and the `rpm -qa` listing they must all give.
 fn databases() -> BTreeMap<&'static str, PathBuf> {
     let recipe = format!(
-        "rpmdb v2\n{HELLO_SPEC}{NOARCH_SPEC}{}{BDB_VARIANTS:?}",
+        "rpmdb v3\n{HELLO_SPEC}{NOARCH_SPEC}{}{BDB_VARIANTS:?}",
         filler_spec()
     );
     let paths = cached(&recipe, NAMES, |out| {
