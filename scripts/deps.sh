@@ -18,6 +18,11 @@ packages=(
   mdadm              # mdadm --examine cross-checks the md superblock tests
   mount              # losetup
   procps             # ps, used by benchmarks
+  rpm                # rpmbuild, rpm --justdb: the rpm database tests' real packages and rpmdb.sqlite
+  sqlite3            # sqlite3: header blobs out of rpmdb.sqlite for the Berkeley DB test databases
+  db-util            # db_load: Berkeley DB Packages files (Debian's rpm only reads bdb, via bdb_ro)
+  gpg                # a signing key imported as a gpg-pubkey pseudo-package
+  gpg-agent          # gpg needs its agent to generate that key
 )
 
 sudo=""
@@ -45,6 +50,15 @@ missing_packages
 if ((${#missing[@]})); then
   echo "error: could not install: ${missing[*]}" >&2
   exit 1
+fi
+
+# Debian's rpm lacks the ndb backend; ScanCode's rpm 4.16 build on PyPI has it. The rpm tests
+# build their Packages.db (openSUSE's format) with it; PORTHOLE_NDB_RPM points elsewhere.
+ndb_rpm_dir=/opt/porthole-tools/rpm-inspector-rpm
+if [ -z "${PORTHOLE_NDB_RPM:-}" ] && [ ! -x "$ndb_rpm_dir/rpm_inspector_rpm/bin/rpm" ]; then
+  echo "==> installing rpm with the ndb backend (PyPI rpm-inspector-rpm) into $ndb_rpm_dir"
+  $sudo python3 -m pip install --quiet --no-deps --disable-pip-version-check \
+    --target "$ndb_rpm_dir" rpm-inspector-rpm==4.16.1.3.210404
 fi
 
 if ! command -v cargo >/dev/null; then
