@@ -151,7 +151,7 @@ fn finish_lfn(l: Lfn, short: &[u8]) -> Option<String> {
 fn checksum(short: &[u8]) -> u8 {
     short
         .iter()
-        .fold(0u8, |sum, &b| (sum >> 1 | sum << 7).wrapping_add(b))
+        .fold(0u8, |sum, &b| sum.rotate_right(1).wrapping_add(b))
 }
 
 /// `NAME.EXT` with trailing spaces removed and the NT case bits (byte 12) applied.

@@ -65,7 +65,7 @@ impl Table {
                 let v = fat
                     .get(at..at + 2)
                     .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]));
-                u32::from(if c % 2 == 0 { v & 0xFFF } else { v >> 4 })
+                u32::from(if c & 1 == 0 { v & 0xFFF } else { v >> 4 })
             }
             FsKind::Fat16 => fat
                 .get(c * 2..c * 2 + 2)

@@ -271,8 +271,9 @@ impl NtfsFs {
     /// Resolves `path` to a record number, matching names without case.
     fn resolve(&self, path: &[u8]) -> Result<u64> {
         let text = std::str::from_utf8(path).map_err(|_| Error::NotFound { path: shown(path) })?;
+        let parts: Vec<&str> = text.split('/').filter(|p| !p.is_empty()).collect();
         let mut record = ROOT;
-        for part in text.split('/').filter(|p| !p.is_empty()) {
+        for (i, part) in parts.iter().enumerate() {
             let names = match self.names(record) {
                 Err(Error::Corrupt { what, .. }) if what.contains("without $INDEX_ROOT") => {
                     return Err(Error::NotADirectory { path: shown(path) })
@@ -282,7 +283,7 @@ impl NtfsFs {
             let upper: Vec<char> = part.chars().flat_map(char::to_uppercase).collect();
             let found = names
                 .iter()
-                .find(|n| n.name == part)
+                .find(|n| n.name == *part)
                 .or_else(|| {
                     names.iter().find(|n| {
                         n.name
@@ -292,15 +293,12 @@ impl NtfsFs {
                     })
                 })
                 .ok_or_else(|| Error::NotFound { path: shown(path) })?;
-            if found.flags & index::ATTR_DIRECTORY == 0 {
-                // Only the last component may be a non-directory; checked on the next step.
-                record = found.record;
-                if text.split('/').filter(|p| !p.is_empty()).last() != Some(part) {
-                    return Err(Error::NotADirectory { path: shown(path) });
-                }
-            } else {
-                record = found.record;
+            // Only the last component may be a non-directory (lstat: symlinks included).
+            let through = matches!(listed_type(found), FileType::Directory);
+            if !through && i + 1 < parts.len() {
+                return Err(Error::NotADirectory { path: shown(path) });
             }
+            record = found.record;
         }
         Ok(record)
     }
