@@ -12,7 +12,8 @@ packages=(
   attr               # setfattr: xattrs in the XFS and btrfs test images
   dosfstools         # mkfs.vfat
   mtools             # mcopy into FAT images without mounting
-  ntfs-3g            # mkntfs and ntfs-3g's offline tools
+  ntfs-3g            # mkntfs, and the ntfs-3g FUSE mount that fills the NTFS test images
+  fuse3              # fusermount3 for ntfs-3g (the NTFS tests need root and /dev/fuse)
   fdisk              # sfdisk
   lvm2               # real LVM volume groups for the volume tests (on loop devices)
   mdadm              # mdadm --examine cross-checks the md superblock tests
