@@ -35,7 +35,7 @@ pub(crate) fn parse_block(
         } else {
             (usize::from(le16(buf, pos + 6)), 0)
         };
-        if rec_len < 8 || rec_len % 4 != 0 || rec_len > buf.len() - pos {
+        if rec_len < 8 || rec_len & 3 != 0 || rec_len > buf.len() - pos {
             return Err(corrupt(
                 here,
                 format!("directory entry: record length {rec_len} is invalid"),

@@ -104,7 +104,7 @@ impl Inode {
     /// The bytes after the fixed part and `i_extra_isize`: where in-inode xattrs live.
     fn extra_range(&self) -> Option<std::ops::Range<usize>> {
         let start = GOOD_OLD_SIZE.checked_add(self.extra_isize())?;
-        (start <= self.raw.len() && self.extra_isize() % 4 == 0).then(|| start..self.raw.len())
+        (start <= self.raw.len() && self.extra_isize() & 3 == 0).then_some(start..self.raw.len())
     }
 
     /// The in-inode extended attribute area and its device offset (empty for 128-byte inodes).

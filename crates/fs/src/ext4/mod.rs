@@ -33,6 +33,8 @@ const MAX_DIR_BYTES: u64 = 64 << 20;
 const MAX_LINK_BYTES: u64 = 4096;
 /// Inode table locations kept; the cache is emptied when full.
 const GROUP_CACHE: usize = 4096;
+/// Name lookups kept (at most 255-byte names: a few MiB); emptied when full.
+const LOOKUP_CACHE: usize = 8192;
 
 /// Recognises the superblock magic and opens the filesystem.
 pub(crate) fn probe(device: &Dev) -> Option<Result<Box<dyn Filesystem>>> {
@@ -50,6 +52,9 @@ pub(crate) struct Ext4 {
     sb: Superblock,
     /// Inode table block of each group seen so far.
     inode_tables: Mutex<HashMap<u32, u64>>,
+    /// (directory inode, name) -> inode, so walking a tree does not rescan each directory
+    /// once per path below it.
+    lookups: Mutex<HashMap<(u32, Vec<u8>), u32>>,
 }
 
 fn shown(path: &[u8]) -> String {
@@ -69,6 +74,7 @@ impl Ext4 {
             dev,
             sb,
             inode_tables: Mutex::new(HashMap::new()),
+            lookups: Mutex::new(HashMap::new()),
         };
         // The root must be a directory, or nothing below it is reachable.
         if fs.inode(ROOT)?.file_type() != FileType::Directory {
@@ -79,7 +85,7 @@ impl Ext4 {
 
     /// Block number of `group`'s inode table, from its descriptor.
     fn inode_table(&self, group: u32) -> Result<u64> {
-        let mut cache = self.inode_tables.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = lock(&self.inode_tables);
         if let Some(&block) = cache.get(&group) {
             return Ok(block);
         }
@@ -173,6 +179,23 @@ impl Ext4 {
 
     /// The inode number of `name` in directory `dir`.
     fn lookup(&self, dir: &Inode, name: &[u8]) -> Result<Option<u32>> {
+        let key = (dir.ino, name.to_vec());
+        if let Some(&ino) = lock(&self.lookups).get(&key) {
+            return Ok(Some(ino));
+        }
+        let found = self.scan_for(dir, name)?;
+        if let Some(ino) = found {
+            let mut cache = lock(&self.lookups);
+            if cache.len() >= LOOKUP_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, ino);
+        }
+        Ok(found)
+    }
+
+    /// Scans directory `dir` for `name`, stopping at the first match.
+    fn scan_for(&self, dir: &Inode, name: &[u8]) -> Result<Option<u32>> {
         let mut found = None;
         self.for_each_entry(dir, &mut |e| {
             if e.name == name {
@@ -345,6 +368,11 @@ impl Ext4 {
         }
         Ok(all)
     }
+}
+
+/// Locks a cache; a poisoned one is still consistent (every update is a single insert).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The `system.data` attribute that continues inline data past `i_block`.

@@ -221,11 +221,12 @@ impl Superblock {
     }
 }
 
-fn is_power_of(mut n: u32, base: u32) -> bool {
-    while n % base == 0 && n > 1 {
-        n /= base;
+fn is_power_of(n: u32, base: u32) -> bool {
+    let mut power = 1u64;
+    while power < u64::from(n) {
+        power *= u64::from(base);
     }
-    n == 1
+    power == u64::from(n)
 }
 
 /// Refuses the features that change the on-disk format in ways this reader does not follow.
