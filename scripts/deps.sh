@@ -7,6 +7,7 @@ packages=(
   qemu-guest-agent   # Debian's qemu-ga: the reference the conformance suite diffs against
   qemu-utils         # qemu-img, qemu-io: build test images in every format
   e2fsprogs          # mkfs.ext4 -d
+  attr               # setfattr: extended attributes for the ext4 xattr test
   xfsprogs           # mkfs.xfs -p protofile
   btrfs-progs        # mkfs.btrfs --rootdir
   dosfstools         # mkfs.vfat

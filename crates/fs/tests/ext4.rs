@@ -315,6 +315,61 @@ fn paths_are_lstat_and_errors_are_typed() {
     assert_eq!(fs.metadata(b"/etc/hostname").unwrap().size, host.len());
 }
 
+/// Counts what a filesystem reads, to show opening and a lookup touch only what they need.
+#[derive(Debug)]
+struct Counting {
+    inner: Dev,
+    reads: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl porthole_image::BlockDevice for Counting {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> porthole_image::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.reads.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(buf.len() as u64, Relaxed);
+        self.inner.read_exact_at(buf, offset)
+    }
+}
+
+#[test]
+fn reads_only_what_it_needs() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let fx = Fixture::new();
+    let image = fx.hashed_image("count.img", &["-b", "4096"]);
+    let dev = std::sync::Arc::new(Counting {
+        inner: open(&image),
+        reads: 0.into(),
+        bytes: 0.into(),
+    });
+    let fs = porthole_fs::open(dev.clone()).unwrap();
+    let (reads, bytes) = (dev.reads.load(Relaxed), dev.bytes.load(Relaxed));
+    eprintln!("open: {reads} reads, {bytes} bytes");
+    // Magic, superblock, root's group descriptor and inode.
+    assert!(
+        reads <= 4 && bytes <= 2048,
+        "open: {reads} reads, {bytes} bytes"
+    );
+    fs.metadata(b"/etc/hostname").unwrap();
+    let (reads, bytes) = (
+        dev.reads.load(Relaxed) - reads,
+        dev.bytes.load(Relaxed) - bytes,
+    );
+    eprintln!("stat /etc/hostname: {reads} reads, {bytes} bytes");
+    assert!(
+        reads <= 6 && bytes <= 3 * 4096,
+        "stat: {reads} reads, {bytes} bytes"
+    );
+    let before = dev.bytes.load(Relaxed);
+    let data = fs.read_file(b"/data/three-mib", 4 << 20).unwrap();
+    let read = dev.bytes.load(Relaxed) - before;
+    eprintln!("read 3 MiB file: {read} bytes");
+    assert!(read < data.len() as u64 + 64 * 1024);
+}
+
 // ---- hostile images: every corruption is a clear error, never a panic or a hang ----
 
 /// The default ext4 image of the fixture with hashed directories and 4 KiB blocks, in memory.

@@ -415,6 +415,12 @@ impl Filesystem for Ext4 {
 
     fn read_at(&self, path: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize> {
         let inode = self.resolve(path)?;
+        if inode.is_encrypted() {
+            return Err(Error::Unsupported {
+                fs: FS,
+                what: format!("{}: encrypted file", shown(path)),
+            });
+        }
         match inode.file_type() {
             FileType::Regular => self.read_data(&inode, offset, buf),
             FileType::Directory => Err(Error::IsADirectory { path: shown(path) }),

@@ -254,3 +254,67 @@ fn check_features(incompat: u32) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A minimal valid superblock: 4 KiB blocks, one group.
+    fn sb(compat: u32, incompat: u32, ro_compat: u32) -> Superblock {
+        let mut b = vec![0u8; SIZE];
+        let mut put = |at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        put(0x0, 128);
+        put(0x4, 1024);
+        put(0x18, 2);
+        put(0x20, 32768);
+        put(0x28, 128);
+        put(0x4C, 1);
+        put(0x5C, compat);
+        put(0x60, incompat);
+        put(0x64, ro_compat);
+        b[0x58..0x5A].copy_from_slice(&256u16.to_le_bytes());
+        b[0x68..0x78].copy_from_slice(&[0xab; 16]);
+        Superblock::parse(&b).unwrap()
+    }
+
+    #[test]
+    fn kind_follows_blkid() {
+        assert_eq!(sb(0, INCOMPAT_FILETYPE, 0x3).kind(), FsKind::Ext2);
+        assert_eq!(
+            sb(COMPAT_HAS_JOURNAL, INCOMPAT_FILETYPE, 0x3).kind(),
+            FsKind::Ext3
+        );
+        // extents, or a ro_compat feature ext3 lacks (huge_file), make it ext4 even without
+        // a journal.
+        assert_eq!(sb(0, INCOMPAT_FILETYPE | 0x40, 0).kind(), FsKind::Ext4);
+        assert_eq!(
+            sb(COMPAT_HAS_JOURNAL, INCOMPAT_FILETYPE, 0x8).kind(),
+            FsKind::Ext4
+        );
+    }
+
+    #[test]
+    fn uuid_is_dashed_lowercase() {
+        let s = sb(0, 0, 0);
+        assert_eq!(s.uuid().unwrap(), "abababab-abab-abab-abab-abababababab");
+        assert_eq!(s.label(), None);
+    }
+
+    #[test]
+    fn superblock_backups() {
+        let s = sb(0, 0, RO_COMPAT_SPARSE_SUPER);
+        let with: Vec<u32> = (0..50).filter(|&g| s.has_super(g)).collect();
+        assert_eq!(with, [0, 1, 3, 5, 7, 9, 25, 27, 49]);
+    }
+
+    #[test]
+    fn refuses_format_changing_features() {
+        let mut b = vec![0u8; SIZE];
+        b[0x60..0x64].copy_from_slice(&INCOMPAT_COMPRESSION.to_le_bytes());
+        assert!(matches!(
+            Superblock::parse(&b),
+            Err(Error::Unsupported { .. })
+        ));
+    }
+}
