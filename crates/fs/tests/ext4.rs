@@ -442,23 +442,27 @@ fn hostile_superblock_fields() {
     let fx = Fixture::new();
     let (_, bytes) = hostile_base(&fx);
     let sb = 1024u64;
-    let cases: [(u64, &[u8], &str); 6] = [
-        (0x18, &30u32.to_le_bytes(), "block size"),
-        (0x58, &3u16.to_le_bytes(), "inode size"),
-        (0x58, &0x8000u16.to_le_bytes(), "inode size"),
-        (0x20, &0u32.to_le_bytes(), "blocks per group"),
-        (0x28, &0u32.to_le_bytes(), "inodes per group"),
-        // blocks_count_hi with 8-block groups: more groups than a u32 counts.
-        (0x150, &0x100u32.to_le_bytes(), "blocks per group"),
+    // Each case: (superblock offset, bytes) edits, and what the error must name.
+    let cases: [(&[(u64, &[u8])], &str); 7] = [
+        (&[(0x18, &30u32.to_le_bytes())], "block size"),
+        (&[(0x58, &3u16.to_le_bytes())], "inode size"),
+        (&[(0x58, &0x8000u16.to_le_bytes())], "inode size"),
+        (&[(0x20, &0u32.to_le_bytes())], "blocks per group"),
+        (&[(0x28, &0u32.to_le_bytes())], "inodes per group"),
+        (&[(0x0, &u32::MAX.to_le_bytes())], "inode count"),
+        // 2^40 blocks in 8-block groups: more groups than a u32 counts.
+        (
+            &[
+                (0x20, &8u32.to_le_bytes()),
+                (0x150, &0x100u32.to_le_bytes()),
+            ],
+            "group count",
+        ),
     ];
-    for (at, value, mentions) in cases {
+    for (edits, mentions) in cases {
         let mut b = bytes.clone();
-        put(&mut b, sb + at, value);
-        if at == 0x150 {
-            put(&mut b, sb + 0x20, &8u32.to_le_bytes());
-            put(&mut b, sb + 0x150, &0x100u32.to_le_bytes());
-            assert_corrupt(porthole_fs::open(mem(b)).map(|_| ()), "group count");
-            continue;
+        for (at, value) in edits {
+            put(&mut b, sb + at, value);
         }
         assert_corrupt(porthole_fs::open(mem(b)).map(|_| ()), mentions);
     }
