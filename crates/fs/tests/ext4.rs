@@ -443,7 +443,8 @@ fn hostile_superblock_fields() {
     let (_, bytes) = hostile_base(&fx);
     let sb = 1024u64;
     // Each case: (superblock offset, bytes) edits, and what the error must name.
-    let cases: [(&[(u64, &[u8])], &str); 7] = [
+    type Edits<'a> = &'a [(u64, &'a [u8])];
+    let cases: [(Edits, &str); 7] = [
         (&[(0x18, &30u32.to_le_bytes())], "block size"),
         (&[(0x58, &3u16.to_le_bytes())], "inode size"),
         (&[(0x58, &0x8000u16.to_le_bytes())], "inode size"),
