@@ -9,7 +9,7 @@ packages=(
   e2fsprogs          # mkfs.ext4 -d
   xfsprogs           # mkfs.xfs (-p protofile), xfs_io, xfs_db: the XFS reader's test images
   btrfs-progs        # mkfs.btrfs --rootdir, btrfs subvolume, dump-tree
-  attr               # setfattr: xattrs in the XFS and btrfs test images
+  attr               # setfattr: xattrs in the ext4, XFS and btrfs test images
   dosfstools         # mkfs.vfat
   mtools             # mcopy into FAT images without mounting
   ntfs-3g            # mkntfs, and the ntfs-3g FUSE mount that fills the NTFS test images
