@@ -3,6 +3,7 @@
 //! - [`tools`]: run real tools (mkfs.*, sfdisk, lvm, qemu-img) with a loud failure naming the
 //!   Debian package to install, cache the images they build under `<target>/test-images`, and
 //!   in-memory devices for crafted, hostile structures.
+//! - [`fsimage`]: a filesystem image of any kind porthole reads, from a host directory tree.
 //! - [`guests`]: phony guests (VM disk sets with just enough OS) for the guest view and inspector.
 //! - [`kernel`]: loop devices, mounts and lvm2 for images the kernel writes, undone on drop.
 //! - [`tree`]: a reference file tree and a comparer that checks a porthole filesystem holds
@@ -11,6 +12,7 @@
 //! Panicking is this crate's error handling: it only ever runs inside tests.
 #![allow(clippy::unwrap_used)]
 
+pub mod fsimage;
 pub mod guests;
 pub mod kernel;
 pub mod tools;
