@@ -26,6 +26,29 @@ pub enum Command {
     Ls(LsArgs),
     /// Copy a file from inside a VM's disk images to standard output
     Cat(CatArgs),
+    /// Tell what is inside a VM's disk images: operating systems, versions, applications
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A readable summary (the default on a terminal)
+    Text,
+    /// porthole's native report (the default when piped)
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The VM's disk images, in the order the VM attaches them
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// Output format (default: text on a terminal, else json)
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// Do not read the package databases
+    #[arg(long)]
+    pub no_applications: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 mod agent;
 mod cli;
 mod image;
+mod inspect;
 mod output;
 
 use clap::Parser;
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
         cli::Command::Filesystems(args) => image::filesystems(args),
         cli::Command::Ls(args) => image::ls(args),
         cli::Command::Cat(args) => image::cat(args),
+        cli::Command::Inspect(args) => inspect::run(args),
     };
     match result {
         Ok(code) => code,

@@ -11,5 +11,10 @@
 //! reading, every offset is checked, and each parser returns what it could read plus warnings.
 
 pub mod fuzzing;
+mod inspect;
 pub mod linux;
 pub mod packages;
+pub mod report;
+
+pub use inspect::{inspect, Options};
+pub use report::Report;

@@ -1,0 +1,158 @@
+//! [`inspect`]: every OS root on a VM's disks, its facts and (optionally) its applications.
+
+use porthole_guest::{Disks, GuestView, RootKind};
+
+use crate::linux::{distro, elf};
+use crate::packages::{dpkg, rpm, Parsed};
+use crate::report::{FilesystemFact, Mountpoint, OperatingSystem, Report};
+
+/// What to collect.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Read the package databases (virt-inspector's `--no-applications` turns this off).
+    pub applications: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { applications: true }
+    }
+}
+
+/// Inspects every operating system on `disks`.
+pub fn inspect(disks: &Disks, options: Options) -> Report {
+    let filesystems: Vec<FilesystemFact> = disks
+        .filesystems
+        .iter()
+        .map(|f| FilesystemFact {
+            device: disks.device_of(f),
+            fstype: f.info.kind.name().to_string(),
+            label: f.info.label.clone(),
+            uuid: f.info.uuid.clone(),
+        })
+        .collect();
+    let mut report = Report {
+        warnings: disks.problems.clone(),
+        ..Report::default()
+    };
+    for (root, kind) in disks.roots() {
+        let mut os = OperatingSystem {
+            root: disks.device_of(&disks.filesystems[root]),
+            filesystems: filesystems.clone(),
+            ..OperatingSystem::default()
+        };
+        match disks.guest(root) {
+            Ok((view, warnings)) => {
+                os.warnings.extend(warnings);
+                os.mountpoints = view
+                    .mounts()
+                    .map(|m| Mountpoint {
+                        device: m.device.clone(),
+                        mountpoint: m.mountpoint.clone(),
+                    })
+                    .collect();
+                match kind {
+                    RootKind::Linux => inspect_linux(&view, options, &mut os),
+                    RootKind::Windows => os.name = "windows".to_string(),
+                }
+            }
+            Err(e) => os.warnings.push(format!("cannot assemble the guest: {e}")),
+        }
+        report.operating_systems.push(os);
+    }
+    report
+}
+
+fn inspect_linux(view: &GuestView, options: Options, os: &mut OperatingSystem) {
+    os.name = "linux".to_string();
+    if let Some(found) = distro::detect(view, &mut os.warnings) {
+        let (format, manager) = distro::package_tools(&found);
+        os.package_format = format.map(str::to_string);
+        os.package_management = manager.map(str::to_string);
+        os.osinfo = distro::osinfo(&found);
+        os.distro = Some(found.distro);
+        os.product_name = found.product_name;
+        os.product_variant = found.product_variant;
+        os.major_version = found.major;
+        os.minor_version = found.minor;
+    }
+    os.arch = elf::guest_arch(view).map(str::to_string);
+    os.hostname = hostname(view);
+    if options.applications {
+        let parsed = applications(view, os.package_format.as_deref());
+        os.warnings.extend(parsed.warnings);
+        os.applications = Some(parsed.applications);
+    }
+}
+
+/// The first line of `/etc/hostname` or `/etc/HOSTNAME`, else `HOSTNAME=` in
+/// `/etc/sysconfig/network` (older Red Hat), as virt-inspector looks.
+fn hostname(view: &GuestView) -> Option<String> {
+    let first_line = |path: &str| {
+        let bytes = view.read_file(path.as_bytes(), 64 << 10).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
+        let line = text.lines().next()?.trim().to_string();
+        (!line.is_empty()).then_some(line)
+    };
+    first_line("/etc/hostname")
+        .or_else(|| first_line("/etc/HOSTNAME"))
+        .or_else(|| {
+            let bytes = view.read_file(b"/etc/sysconfig/network", 64 << 10).ok()?;
+            porthole_shellvars::parse(&String::from_utf8_lossy(&bytes))
+                .remove("HOSTNAME")
+                .filter(|h| !h.is_empty())
+        })
+}
+
+/// The installed packages, from the database the package format names (or any found).
+fn applications(view: &GuestView, format: Option<&str>) -> Parsed {
+    match format {
+        Some("deb") => dpkg_database(view),
+        Some("rpm") => rpm_database(view),
+        _ if view.exists(dpkg::STATUS_PATH.as_bytes()) => dpkg_database(view),
+        _ => rpm_database(view),
+    }
+}
+
+fn dpkg_database(view: &GuestView) -> Parsed {
+    let status = match view.read_file(dpkg::STATUS_PATH.as_bytes(), dpkg::MAX_STATUS_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return Parsed {
+                warnings: vec![format!("{}: {e}", dpkg::STATUS_PATH)],
+                ..Parsed::default()
+            }
+        }
+    };
+    let mut updates = Vec::new();
+    for entry in view
+        .read_dir(dpkg::UPDATES_DIR.as_bytes())
+        .unwrap_or_default()
+    {
+        let name = String::from_utf8_lossy(&entry.name).into_owned();
+        if name.parse::<u64>().is_err() {
+            continue;
+        }
+        let path = format!("{}/{name}", dpkg::UPDATES_DIR);
+        if let Ok(bytes) = view.read_file(path.as_bytes(), dpkg::MAX_STATUS_BYTES) {
+            updates.push((name, bytes));
+        }
+    }
+    dpkg::parse_database(&status, &updates)
+}
+
+fn rpm_database(view: &GuestView) -> Parsed {
+    for (path, kind) in rpm::CANDIDATES {
+        match view.read_file(path.as_bytes(), rpm::MAX_DB_BYTES) {
+            Ok(bytes) => return rpm::parse_database(*kind, &bytes),
+            Err(porthole_guest::Error::NotFound { .. }) => {}
+            Err(e) => {
+                return Parsed {
+                    warnings: vec![format!("{path}: {e}")],
+                    ..Parsed::default()
+                }
+            }
+        }
+    }
+    Parsed::default()
+}

@@ -1,0 +1,58 @@
+//! The inspection report: what [`crate::inspect`] found, in porthole's native form (serialized
+//! as `porthole inspect --format json`). Field names follow virt-inspector's elements so the
+//! two read alike.
+
+use serde::Serialize;
+
+use crate::packages::Application;
+
+/// Everything found on one VM's disks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub operating_systems: Vec<OperatingSystem>,
+    /// Problems with the disks themselves (damaged tables, unreadable volumes).
+    pub warnings: Vec<String>,
+}
+
+/// One operating system (one root filesystem).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OperatingSystem {
+    /// The root filesystem's device (`/dev/sda2`, `/dev/vg/root`, `btrfsvol:/dev/sda2/@`).
+    pub root: String,
+    /// `linux` or `windows`.
+    pub name: String,
+    pub distro: Option<String>,
+    pub product_name: Option<String>,
+    pub product_variant: Option<String>,
+    pub major_version: u32,
+    pub minor_version: u32,
+    pub arch: Option<String>,
+    pub hostname: Option<String>,
+    pub package_format: Option<String>,
+    pub package_management: Option<String>,
+    /// libosinfo's short id (`debian12`, `win2k22`).
+    pub osinfo: Option<String>,
+    pub mountpoints: Vec<Mountpoint>,
+    pub filesystems: Vec<FilesystemFact>,
+    /// `None` when applications were not asked for.
+    pub applications: Option<Vec<Application>>,
+    /// What could not be read about this OS; the rest of the report still stands.
+    pub warnings: Vec<String>,
+}
+
+/// A mount the OS's fstab makes, of a device found on the disks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mountpoint {
+    pub device: String,
+    pub mountpoint: String,
+}
+
+/// A filesystem on the disks: what `blkid` would say of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FilesystemFact {
+    pub device: String,
+    #[serde(rename = "type")]
+    pub fstype: String,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+}
