@@ -18,6 +18,8 @@ packages=(
   mdadm              # mdadm --examine cross-checks the md superblock tests
   mount              # losetup
   procps             # ps, used by benchmarks
+  libhivex-bin       # hivexget, hivexsh: read back the Windows registry test hives
+  libwin-hivex-perl  # hivexregedit --merge: build the Windows registry test hives
 )
 
 missing=()

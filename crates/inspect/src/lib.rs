@@ -10,5 +10,7 @@
 //! Every parser here reads a guest's files, which are hostile input: sizes are capped before
 //! reading, every offset is checked, and each parser returns what it could read plus warnings.
 
+pub mod fuzzing;
 pub mod linux;
 pub mod packages;
+pub mod windows;
