@@ -136,4 +136,33 @@ mod tests {
         fuzz_windows_registry(&bytes);
         fuzz_windows_uninstall(&bytes);
     }
+
+    /// The committed seeds (built by hivexregedit in tests/windows.rs) still hold what the
+    /// fuzz targets should start from.
+    #[test]
+    fn committed_seeds_parse() {
+        let software = include_bytes!("../fuzz/seeds/windows_uninstall/software-win10.hive");
+        let parsed = crate::packages::windows::parse_software(software);
+        assert_eq!((parsed.applications.len(), parsed.warnings.len()), (4, 0));
+        let system = include_bytes!("../fuzz/seeds/windows_registry/system.hive");
+        let read = crate::windows::read_system(system);
+        assert_eq!(read.facts.hostname.as_deref(), Some("WIN-PORTHOLE"));
+        for (seed, id) in [
+            (
+                &include_bytes!("../fuzz/seeds/windows_registry/software-win10.hive")[..],
+                "win10",
+            ),
+            (
+                include_bytes!("../fuzz/seeds/windows_registry/software-2022.hive"),
+                "win2k22",
+            ),
+            (
+                include_bytes!("../fuzz/seeds/windows_registry/software-win7.hive"),
+                "win7",
+            ),
+        ] {
+            let read = crate::windows::read_software(seed);
+            assert_eq!(read.facts.osinfo.as_deref(), Some(id));
+        }
+    }
 }

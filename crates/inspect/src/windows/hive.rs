@@ -242,73 +242,71 @@ impl<'a> Hive<'a> {
 
     /// Calls `visit(path, key)` for every key below (and including) the root, depth first.
     /// A key that is its own ancestor, nesting deeper than [`MAX_WALK_DEPTH`] or more than
-    /// `budget` keys in all stop the walk there and add a warning; unreadable keys and lists
-    /// are skipped with a warning.
+    /// `budget` keys read in all (readable or not) stop the walk there and add a warning;
+    /// unreadable keys and lists are skipped with a warning (the first hundred are kept).
     pub fn walk(&self, budget: usize, mut visit: impl FnMut(&str, &Key<'_, 'a>)) -> Vec<String> {
-        let mut warnings = Vec::new();
-        let root = match self.root() {
-            Ok(root) => root,
-            Err(e) => return vec![e.to_string()],
+        let mut walk = Walk {
+            left: budget,
+            ancestors: Vec::new(),
+            warnings: Vec::new(),
         };
-        let mut left = budget;
-        let mut ancestors = Vec::new();
-        self.walk_key(
-            root,
-            String::new(),
-            &mut ancestors,
-            &mut left,
-            &mut visit,
-            &mut warnings,
-        );
-        warnings
+        match self.root() {
+            Ok(root) => walk.key(&root, String::new(), &mut visit),
+            Err(e) => walk.warn(e.to_string()),
+        }
+        walk.warnings
+    }
+}
+
+/// The state of one [`Hive::walk`].
+struct Walk {
+    left: usize,
+    ancestors: Vec<u32>,
+    warnings: Vec<String>,
+}
+
+impl Walk {
+    const MAX_WARNINGS: usize = 100;
+
+    fn warn(&mut self, warning: String) {
+        if self.warnings.len() < Self::MAX_WARNINGS {
+            self.warnings.push(warning);
+        }
     }
 
-    fn walk_key(
-        &self,
-        key: Key<'_, 'a>,
+    fn key<'h, 'a>(
+        &mut self,
+        key: &Key<'h, 'a>,
         path: String,
-        ancestors: &mut Vec<u32>,
-        left: &mut usize,
-        visit: &mut impl FnMut(&str, &Key<'_, 'a>),
-        warnings: &mut Vec<String>,
+        visit: &mut impl FnMut(&str, &Key<'h, 'a>),
     ) {
-        if *left == 0 {
-            return;
+        visit(&path, key);
+        if self.ancestors.contains(&key.offset) {
+            return self.warn(format!("{path}: key is its own ancestor (a cycle)"));
         }
-        *left -= 1;
-        if *left == 0 {
-            warnings.push(format!("{path}: key budget exhausted, walk stopped"));
+        if self.ancestors.len() >= MAX_WALK_DEPTH {
+            return self.warn(format!("{path}: deeper than {MAX_WALK_DEPTH} keys"));
         }
-        visit(&path, &key);
-        if ancestors.contains(&key.offset) {
-            warnings.push(format!("{path}: key is its own ancestor (a cycle)"));
-            return;
-        }
-        if ancestors.len() >= MAX_WALK_DEPTH {
-            warnings.push(format!("{path}: deeper than {MAX_WALK_DEPTH} keys"));
-            return;
-        }
-        let children = match key.subkeys() {
-            Ok(children) => children,
-            Err(e) => {
-                warnings.push(format!("{path}: {e}"));
-                return;
-            }
+        let offsets = match key.subkey_offsets() {
+            Ok(offsets) => offsets,
+            Err(e) => return self.warn(format!("{path}: {e}")),
         };
-        ancestors.push(key.offset);
-        for child in children {
-            match child {
-                Ok(child) => {
-                    let child_path = format!("{path}\\{}", child.name);
-                    self.walk_key(child, child_path, ancestors, left, visit, warnings);
-                }
-                Err(e) => warnings.push(format!("{path}: {e}")),
-            }
-            if *left == 0 {
+        self.ancestors.push(key.offset);
+        for offset in offsets {
+            if self.left == 0 {
+                self.warn(format!("{path}: key budget exhausted, walk stopped"));
                 break;
             }
+            self.left -= 1;
+            match key.hive.key(offset) {
+                Ok(child) => {
+                    let child_path = format!("{path}\\{}", child.name);
+                    self.key(&child, child_path, visit);
+                }
+                Err(e) => self.warn(format!("{path}: {e}")),
+            }
         }
-        ancestors.pop();
+        self.ancestors.pop();
     }
 }
 
@@ -385,17 +383,18 @@ impl<'h, 'a> Key<'h, 'a> {
             .collect())
     }
 
-    /// The subkey called `name` (any case), `None` if there is none.
+    /// The subkey called `name` (any case), `None` if there is none. When it is not found
+    /// and a subkey could not be read, that one may have been it: the error is returned.
     pub fn subkey(&self, name: &str) -> Result<Option<Key<'h, 'a>>> {
+        let mut unreadable = None;
         for offset in self.subkey_offsets()? {
-            // An unreadable sibling is not the key asked for; skip it.
-            if let Ok(key) = self.hive.key(offset) {
-                if same_name(&key.name, name) {
-                    return Ok(Some(key));
-                }
+            match self.hive.key(offset) {
+                Ok(key) if same_name(&key.name, name) => return Ok(Some(key)),
+                Ok(_) => {}
+                Err(e) => unreadable = unreadable.or(Some(e)),
             }
         }
-        Ok(None)
+        unreadable.map_or(Ok(None), Err)
     }
 
     fn value_offsets(&self) -> Result<Vec<u32>> {
@@ -431,16 +430,20 @@ impl<'h, 'a> Key<'h, 'a> {
     }
 
     /// The value called `name` (any case; `""` is the default value), `None` if there is none.
+    /// As for [`Key::subkey`], an unreadable value record is returned as the error when
+    /// `name` is not found.
     pub fn value(&self, name: &str) -> Result<Option<Value>> {
+        let mut unreadable = None;
         for offset in self.value_offsets()? {
-            let Ok(vk) = self.hive.record(offset, "value", &["vk"]) else {
-                continue;
-            };
-            if same_name(&value_name(vk), name) {
-                return self.read_value(offset).map(Some);
+            match self.hive.record(offset, "value", &["vk"]) {
+                Ok(vk) if same_name(&value_name(vk), name) => {
+                    return self.read_value(offset).map(Some)
+                }
+                Ok(_) => {}
+                Err(e) => unreadable = unreadable.or(Some(e)),
             }
         }
-        Ok(None)
+        unreadable.map_or(Ok(None), Err)
     }
 
     fn read_value(&self, offset: u32) -> Result<Value> {
