@@ -655,3 +655,182 @@ impl Value {
         (self.kind == kind::BINARY).then_some(self.data.as_slice())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Cells appended to one hive bin; offsets are cell offsets.
+    struct Bin(Vec<u8>);
+
+    impl Bin {
+        fn new() -> Self {
+            let mut bin = vec![0u8; 32];
+            bin[..4].copy_from_slice(b"hbin");
+            Bin(bin)
+        }
+
+        fn add(&mut self, data: &[u8]) -> u32 {
+            let at = self.0.len();
+            let len = (4 + data.len() + 7) & !7;
+            self.0.extend_from_slice(&(-(len as i32)).to_le_bytes());
+            self.0.extend_from_slice(data);
+            self.0.resize(at + len, 0);
+            at as u32
+        }
+
+        fn hive(mut self, root: u32, minor: u32) -> Vec<u8> {
+            self.0.resize(self.0.len().div_ceil(4096) * 4096, 0);
+            let size = self.0.len() as u32;
+            self.0[8..12].copy_from_slice(&size.to_le_bytes());
+            let mut base = vec![0u8; 4096];
+            base[..4].copy_from_slice(b"regf");
+            for (at, v) in [(4, 1), (8, 1), (20, 1), (24, minor), (36, root), (40, size)] {
+                base[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            let sum = (0..127).fold(0, |x, i| x ^ le_u32(&base, i * 4).unwrap_or(0));
+            base[508..512].copy_from_slice(&sum.to_le_bytes());
+            base.extend_from_slice(&self.0);
+            base
+        }
+    }
+
+    fn nk(name: &[u8], compressed: bool, subkeys: (u32, u32), values: (u32, u32)) -> Vec<u8> {
+        let mut d = vec![0u8; 76];
+        d[..2].copy_from_slice(b"nk");
+        let flags: u16 = if compressed { 0x20 } else { 0 };
+        d[2..4].copy_from_slice(&flags.to_le_bytes());
+        for (at, v) in [
+            (20, subkeys.0),
+            (28, subkeys.1),
+            (36, values.0),
+            (40, values.1),
+        ] {
+            d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        d[72..74].copy_from_slice(&(name.len() as u16).to_le_bytes());
+        d.extend_from_slice(name);
+        d
+    }
+
+    fn vk(name: &str, size: u32, data: u32, kind: u32) -> Vec<u8> {
+        let mut d = vec![0u8; 20];
+        d[..2].copy_from_slice(b"vk");
+        d[2..4].copy_from_slice(&(name.len() as u16).to_le_bytes());
+        for (at, v) in [(4, size), (8, data), (12, kind)] {
+            d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        d[16] = 1;
+        d.extend_from_slice(name.as_bytes());
+        d
+    }
+
+    fn offsets(list: &[u32]) -> Vec<u8> {
+        list.iter().flat_map(|o| o.to_le_bytes()).collect()
+    }
+
+    fn utf16z(s: &str) -> Vec<u8> {
+        s.encode_utf16()
+            .chain([0])
+            .flat_map(u16::to_le_bytes)
+            .collect()
+    }
+
+    #[test]
+    fn big_data_inline_data_and_value_kinds() {
+        let mut bin = Bin::new();
+        let big: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+        let (first, rest) = big.split_at(SEGMENT_BYTES);
+        let segments = [bin.add(first), bin.add(rest)];
+        let list = bin.add(&offsets(&segments));
+        let mut db = b"db".to_vec();
+        db.extend_from_slice(&2u16.to_le_bytes());
+        db.extend_from_slice(&list.to_le_bytes());
+        let db = bin.add(&db);
+        let multi: Vec<u8> = ["a", "bc", ""].iter().flat_map(|s| utf16z(s)).collect();
+        let multi_at = bin.add(&multi);
+        let qword_at = bin.add(&0x1122_3344_5566_7788u64.to_le_bytes());
+        let text_at = bin.add(&utf16z("x\u{e9}"));
+        let values = [
+            bin.add(&vk("Big", 20_000, db, kind::BINARY)),
+            bin.add(&vk("Inline", 0x8000_0004, 0xdead_beef, kind::DWORD)),
+            bin.add(&vk(
+                "BigEndian",
+                0x8000_0004,
+                0x0100_0000,
+                kind::DWORD_BIG_ENDIAN,
+            )),
+            bin.add(&vk("Multi", multi.len() as u32, multi_at, kind::MULTI_SZ)),
+            bin.add(&vk("Q", 8, qword_at, kind::QWORD)),
+            bin.add(&vk("Text", 6, text_at, kind::EXPAND_SZ)),
+            bin.add(&vk("Liar", 0x8000_0009, 0, kind::DWORD)),
+            bin.add(&vk("BadDb", 40_000, db, kind::BINARY)),
+        ];
+        let value_list = bin.add(&offsets(&values));
+        let name: Vec<u8> = "Äpfel".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let child = bin.add(&nk(
+            &name,
+            false,
+            (0, u32::MAX),
+            (values.len() as u32, value_list),
+        ));
+        let mut li = b"li".to_vec();
+        li.extend_from_slice(&1u16.to_le_bytes());
+        li.extend_from_slice(&child.to_le_bytes());
+        let li = bin.add(&li);
+        let root = bin.add(&nk(b"ROOT", true, (1, li), (0, u32::MAX)));
+        let bytes = bin.hive(root, 5);
+        let hive = Hive::new(&bytes).unwrap();
+        assert!(hive.warnings().is_empty(), "{:?}", hive.warnings());
+        let key = hive.open("äPFEL").unwrap().unwrap();
+        assert_eq!(key.name(), "Äpfel");
+        let get = |name| key.value(name).unwrap().unwrap();
+        assert_eq!(get("big").binary(), Some(big.as_slice()));
+        assert_eq!(get("Inline").dword(), Some(0xdead_beef));
+        assert_eq!(get("BigEndian").dword(), Some(0x0100_0000u32.swap_bytes()));
+        assert_eq!(get("Multi").strings(), Some(vec!["a".into(), "bc".into()]));
+        assert_eq!(get("Q").qword(), Some(0x1122_3344_5566_7788));
+        assert_eq!(get("Text").string().as_deref(), Some("x\u{e9}"));
+        assert_eq!(get("Text").dword(), None);
+        assert!(key.value("Liar").is_err());
+        let bad = key.value("BadDb").unwrap_err().to_string();
+        assert!(bad.contains("2 segments for 40000 bytes"), "{bad}");
+        assert_eq!(key.value("Missing").unwrap(), None);
+    }
+
+    #[test]
+    fn huge_subkey_index_is_capped() {
+        let mut bin = Bin::new();
+        let child = bin.add(&nk(b"c", true, (0, u32::MAX), (0, u32::MAX)));
+        let mut lf = b"lf".to_vec();
+        lf.extend_from_slice(&u16::MAX.to_le_bytes());
+        for _ in 0..u16::MAX {
+            lf.extend_from_slice(&child.to_le_bytes());
+            lf.extend_from_slice(b"c\0\0\0");
+        }
+        let lf = bin.add(&lf);
+        let mut ri = b"ri".to_vec();
+        ri.extend_from_slice(&5u16.to_le_bytes());
+        ri.extend_from_slice(&offsets(&[lf; 5]));
+        let ri = bin.add(&ri);
+        let root = bin.add(&nk(b"ROOT", true, (1, ri), (0, u32::MAX)));
+        let bytes = bin.hive(root, 5);
+        let hive = Hive::new(&bytes).unwrap();
+        let err = hive.root().unwrap().subkeys().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HiveError::TooMany {
+                    limit: MAX_SUBKEYS,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut visited = 0;
+        let warnings = hive.walk(1000, |_, _| visited += 1);
+        assert_eq!(visited, 1);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+}
