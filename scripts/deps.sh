@@ -24,6 +24,8 @@ packages=(
   db-util            # db_load: Berkeley DB Packages files (Debian's rpm only reads bdb, via bdb_ro)
   gpg                # a signing key imported as a gpg-pubkey pseudo-package
   gpg-agent          # gpg needs its agent to generate that key
+  libhivex-bin       # hivexget, hivexsh: read back the Windows registry test hives
+  libwin-hivex-perl  # hivexregedit --merge: build the Windows registry test hives
 )
 
 sudo=""

@@ -15,6 +15,7 @@ mod inspect;
 pub mod linux;
 pub mod packages;
 pub mod report;
+pub mod windows;
 
 pub use inspect::{inspect, Options};
 pub use report::Report;

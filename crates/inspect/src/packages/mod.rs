@@ -9,6 +9,7 @@ pub mod rpm;
 use serde::Serialize;
 
 pub mod dpkg;
+pub mod windows;
 
 /// One installed application or package, with virt-inspector's fields. Empty fields are `None`
 /// (virt-inspector leaves the element out).
