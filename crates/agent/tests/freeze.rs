@@ -23,7 +23,10 @@ fn need(tool: &str, package: &str) {
         .unwrap_or(false)
         || Path::new("/usr/sbin").join(tool).is_file()
         || Path::new("/sbin").join(tool).is_file();
-    assert!(found, "{tool} is missing: install the Debian package {package}");
+    assert!(
+        found,
+        "{tool} is missing: install the Debian package {package}"
+    );
 }
 
 fn run(program: &str, args: &[&str]) {
@@ -85,7 +88,12 @@ impl LoopFs {
             .lines()
             .filter(|l| l.split(' ').nth(4) == Some(&*mnt.to_string_lossy()))
             .collect();
-        assert_eq!(mine.len(), 1, "exactly one mount at {}: {all}", mnt.display());
+        assert_eq!(
+            mine.len(),
+            1,
+            "exactly one mount at {}: {all}",
+            mnt.display()
+        );
         let mountinfo = dir.path().join("mountinfo");
         std::fs::write(&mountinfo, format!("{}\n", mine[0])).expect("fake mountinfo");
         Self {
@@ -220,19 +228,34 @@ fn freeze_list_blocks_writes_until_thaw() -> TestResult {
     let log = format!("{}/agent.log", fs.mnt());
     let agent = fs.agent(&state, &["-l", &log, "-v"]);
     assert_eq!(
-        agent.ok("guest-fsfreeze-freeze-list", json!({"mountpoints": ["/nonexistent-porthole"]})),
+        agent.ok(
+            "guest-fsfreeze-freeze-list",
+            json!({"mountpoints": ["/nonexistent-porthole"]})
+        ),
         json!(0)
     );
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("thawed"));
     assert_eq!(
-        agent.ok("guest-fsfreeze-freeze-list", json!({"mountpoints": [fs.mnt()]})),
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("thawed")
+    );
+    assert_eq!(
+        agent.ok(
+            "guest-fsfreeze-freeze-list",
+            json!({"mountpoints": [fs.mnt()]})
+        ),
         json!(1)
     );
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("frozen"));
+    assert_eq!(
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("frozen")
+    );
     assert!(state.join("porthole-agent.frozen").exists());
     let write = fs.write_in_thread("blocked");
     assert!(
-        matches!(write.recv_timeout(Duration::from_millis(1500)), Err(mpsc::RecvTimeoutError::Timeout)),
+        matches!(
+            write.recv_timeout(Duration::from_millis(1500)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        ),
         "a write to the frozen filesystem completed"
     );
     let refused = agent.call("guest-exec", json!({"path": "/bin/true"}));
@@ -246,8 +269,14 @@ fn freeze_list_blocks_writes_until_thaw() -> TestResult {
     assert_eq!(agent.ok("guest-ping", Value::Null), json!({}));
     assert_eq!(agent.ok("guest-fsfreeze-thaw", Value::Null), json!(1));
     write.recv_timeout(Duration::from_secs(20))??;
-    assert_eq!(std::fs::read(fs.inside("blocked"))?, b"written while frozen?");
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("thawed"));
+    assert_eq!(
+        std::fs::read(fs.inside("blocked"))?,
+        b"written while frozen?"
+    );
+    assert_eq!(
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("thawed")
+    );
     assert!(!state.join("porthole-agent.frozen").exists());
     assert_eq!(enabled(&agent, "guest-exec"), Some(true));
     // What was logged while frozen reached the file after the thaw.
@@ -266,7 +295,10 @@ fn restarted_agent_comes_back_frozen() -> TestResult {
     assert_eq!(agent.ok("guest-fsfreeze-freeze", Value::Null), json!(1));
     drop(agent);
     let agent = fs.agent(&state, &[]);
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("frozen"));
+    assert_eq!(
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("frozen")
+    );
     let refused = agent.call("guest-exec", json!({"path": "/bin/true"}));
     assert_eq!(
         desc(&refused),
@@ -278,10 +310,16 @@ fn restarted_agent_comes_back_frozen() -> TestResult {
         "Command guest-fsfreeze-freeze has been disabled: the agent is in frozen state"
     );
     let write = fs.write_in_thread("after-restart");
-    assert!(write.recv_timeout(Duration::from_millis(1000)).is_err(), "still frozen");
+    assert!(
+        write.recv_timeout(Duration::from_millis(1000)).is_err(),
+        "still frozen"
+    );
     assert_eq!(agent.ok("guest-fsfreeze-thaw", Value::Null), json!(1));
     write.recv_timeout(Duration::from_secs(20))??;
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("thawed"));
+    assert_eq!(
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("thawed")
+    );
     // A thaw with nothing frozen thaws nothing.
     assert_eq!(agent.ok("guest-fsfreeze-thaw", Value::Null), json!(0));
     Ok(())
@@ -292,16 +330,28 @@ fn auto_thaw_fires_and_explicit_thaw_cancels_it() -> TestResult {
     let fs = LoopFs::new();
     let state = fs.dir.path().join("state");
     let log = fs.dir.path().join("agent.log");
-    let agent = fs.agent(&state, &["--fsfreeze-auto-thaw", "2", "-l", &log.to_string_lossy()]);
+    let agent = fs.agent(
+        &state,
+        &["--fsfreeze-auto-thaw", "2", "-l", &log.to_string_lossy()],
+    );
     assert_eq!(agent.ok("guest-fsfreeze-freeze", Value::Null), json!(1));
     let started = Instant::now();
     let write = fs.write_in_thread("auto");
     write.recv_timeout(Duration::from_secs(20))??;
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1500), "thawed too early: {waited:?}");
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("thawed"));
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "thawed too early: {waited:?}"
+    );
+    assert_eq!(
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("thawed")
+    );
     let text = std::fs::read_to_string(&log)?;
-    assert!(text.contains("WARN") && text.contains("auto-thaw"), "log: {text}");
+    assert!(
+        text.contains("WARN") && text.contains("auto-thaw"),
+        "log: {text}"
+    );
     // Freeze, thaw at once, freeze again: the first freeze's timer must not cut the second
     // freeze short.
     assert_eq!(agent.ok("guest-fsfreeze-freeze", Value::Null), json!(1));
@@ -315,14 +365,24 @@ fn auto_thaw_fires_and_explicit_thaw_cancels_it() -> TestResult {
         "the cancelled timer fired"
     );
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("thawed"));
+    assert_eq!(
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("thawed")
+    );
     // A restarted agent that finds the marker arms a fresh timer.
     assert_eq!(agent.ok("guest-fsfreeze-freeze", Value::Null), json!(1));
     drop(agent);
     let agent = fs.agent(&state, &["--fsfreeze-auto-thaw", "2"]);
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("frozen"));
-    fs.write_in_thread("after-restart").recv_timeout(Duration::from_secs(20))??;
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("thawed"));
+    assert_eq!(
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("frozen")
+    );
+    fs.write_in_thread("after-restart")
+        .recv_timeout(Duration::from_secs(20))??;
+    assert_eq!(
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("thawed")
+    );
     Ok(())
 }
 
@@ -342,8 +402,14 @@ fn hook_and_script_directories_run_in_order() -> TestResult {
     script(&hook, &line("hook"))?;
     for d in ["pre-freeze.d", "post-thaw.d"] {
         std::fs::create_dir(hooks.join(d))?;
-        script(&hooks.join(d).join("50-second"), &line(&format!("{d}/second")))?;
-        script(&hooks.join(d).join("10-first"), &line(&format!("{d}/first")))?;
+        script(
+            &hooks.join(d).join("50-second"),
+            &line(&format!("{d}/second")),
+        )?;
+        script(
+            &hooks.join(d).join("10-first"),
+            &line(&format!("{d}/first")),
+        )?;
     }
     let agent = fs.agent(
         &fs.dir.path().join("state"),
@@ -360,13 +426,20 @@ fn hook_and_script_directories_run_in_order() -> TestResult {
     script(&hook, "exit 5")?;
     let reply = agent.call("guest-fsfreeze-freeze", Value::Null);
     assert_eq!(desc(&reply), "fsfreeze hook has failed with status 5");
-    assert_eq!(agent.ok("guest-fsfreeze-status", Value::Null), json!("thawed"));
-    fs.write_in_thread("not-frozen").recv_timeout(Duration::from_secs(10))??;
+    assert_eq!(
+        agent.ok("guest-fsfreeze-status", Value::Null),
+        json!("thawed")
+    );
+    fs.write_in_thread("not-frozen")
+        .recv_timeout(Duration::from_secs(10))??;
     // A failing pre-freeze script aborts too, and the hook is told to thaw.
     std::fs::remove_file(&log)?;
     script(&hook, &line("hook"))?;
     script(&hooks.join("pre-freeze.d").join("20-fails"), "exit 9")?;
-    let reply = agent.call("guest-fsfreeze-freeze-list", json!({"mountpoints": [fs.mnt()]}));
+    let reply = agent.call(
+        "guest-fsfreeze-freeze-list",
+        json!({"mountpoints": [fs.mnt()]}),
+    );
     assert!(
         desc(&reply).ends_with("20-fails' has failed with status 9"),
         "{reply}"
@@ -375,7 +448,8 @@ fn hook_and_script_directories_run_in_order() -> TestResult {
         std::fs::read_to_string(&log)?,
         "hook freeze\npre-freeze.d/first freeze\nhook thaw\n"
     );
-    fs.write_in_thread("still-not-frozen").recv_timeout(Duration::from_secs(10))??;
+    fs.write_in_thread("still-not-frozen")
+        .recv_timeout(Duration::from_secs(10))??;
     Ok(())
 }
 

@@ -183,7 +183,7 @@ impl Account {
             Ok(fd) => fd,
             Err(nix::Error::ENOENT) if !create => return Ok(None),
             Err(e) if create => return Err(self.mkdir_error(e as i32)),
-            Err(e) => return Err(self.read_error(e.desc())),
+            Err(e) => return Err(self.read_error(&super::strerror(e as i32))),
         };
         let open = || openat(&home, SSH_DIR, flags | OFlag::O_NOFOLLOW, Mode::empty());
         let fd = match open() {
@@ -200,9 +200,9 @@ impl Account {
                 return Err(self.refuse(&self.ssh_path(), "is not a directory (a symlink?)"))
             }
             Err(e) if create => return Err(self.mkdir_error(e as i32)),
-            Err(e) => return Err(self.read_error(e.desc())),
+            Err(e) => return Err(self.read_error(&super::strerror(e as i32))),
         };
-        let st = fstat(&fd).map_err(|e| self.read_error(e.desc()))?;
+        let st = fstat(&fd).map_err(|e| self.read_error(&super::strerror(e as i32)))?;
         if st.st_uid != self.uid.as_raw() && st.st_uid != 0 {
             return Err(self.refuse(
                 &self.ssh_path(),
@@ -222,7 +222,7 @@ impl Account {
             CommandError::failed(format!(
                 "failed to set {what} of '{}': {}",
                 path.display(),
-                e.desc()
+                super::strerror(e as i32)
             ))
         };
         fchown(fd, Some(self.uid), Some(self.gid)).map_err(|e| fail("ownership", e))?;
@@ -236,9 +236,9 @@ impl Account {
         let fd = match openat(ssh, AUTHORIZED_KEYS, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(nix::Error::ENOENT) => return Ok(None),
-            Err(e) => return Err(self.read_error(e.desc())),
+            Err(e) => return Err(self.read_error(&super::strerror(e as i32))),
         };
-        let st = fstat(&fd).map_err(|e| self.read_error(e.desc()))?;
+        let st = fstat(&fd).map_err(|e| self.read_error(&super::strerror(e as i32)))?;
         let regular = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
         if !regular || st.st_nlink != 1 {
             return Err(self.refuse(&self.keys_path(), "is not a regular file with one link"));
@@ -271,10 +271,10 @@ impl Account {
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(ssh, tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
-            .map_err(|e| write_error(e.desc().to_string()))?;
+            .map_err(|e| write_error(super::strerror(e as i32)))?;
         let result = self.fill(fd, lines).and_then(|()| {
             renameat(ssh, tmp.as_str(), ssh, AUTHORIZED_KEYS)
-                .map_err(|e| write_error(e.desc().to_string()))
+                .map_err(|e| write_error(super::strerror(e as i32)))
         });
         if result.is_err() {
             let _ = unlinkat(ssh, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
@@ -292,7 +292,7 @@ impl Account {
         let mut file = File::from(fd);
         file.write_all(&data)
             .map_err(|e| errno_text(&e))
-            .and_then(|()| fsync(&file).map_err(|e| e.desc().to_string()))
+            .and_then(|()| fsync(&file).map_err(|e| super::strerror(e as i32)))
             .map_err(|why| {
                 CommandError::failed(format!(
                     "failed to write to '{}': {why}",
