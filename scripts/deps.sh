@@ -18,6 +18,8 @@ packages=(
   mdadm              # mdadm --examine cross-checks the md superblock tests
   mount              # losetup
   procps             # ps, used by benchmarks
+  util-linux         # unshare, nsenter, fsfreeze: the freeze tests' private mount namespace
+  passwd             # useradd, userdel, chpasswd: throwaway users in the account tests
 )
 
 missing=()

@@ -109,10 +109,12 @@ mod tests {
     #[test]
     fn ioctl_numbers_match_linux_fs_h() {
         // _IOWR(type, nr, size) = 3 << 30 | size << 16 | type << 8 | nr
-        let iowr = |nr: u64, size: usize| (3u64 << 30) | ((size as u64) << 16) | (0x58 << 8) | nr;
-        assert_eq!(FIFREEZE as u64, iowr(119, 4));
-        assert_eq!(FITHAW as u64, iowr(120, 4));
-        assert_eq!(FITRIM as u64, iowr(121, std::mem::size_of::<FstrimRange>()));
+        let iowr = |nr: libc::c_ulong, size: usize| -> libc::c_ulong {
+            (3 << 30) | ((size as libc::c_ulong) << 16) | (0x58 << 8) | nr
+        };
+        assert_eq!(FIFREEZE, iowr(119, 4));
+        assert_eq!(FITHAW, iowr(120, 4));
+        assert_eq!(FITRIM, iowr(121, std::mem::size_of::<FstrimRange>()));
     }
 
     #[test]
