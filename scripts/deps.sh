@@ -26,6 +26,8 @@ packages=(
   gpg-agent          # gpg needs its agent to generate that key
   libhivex-bin       # hivexget, hivexsh: read back the Windows registry test hives
   libwin-hivex-perl  # hivexregedit --merge: build the Windows registry test hives
+  util-linux         # unshare, nsenter, fsfreeze: the freeze tests' private mount namespace
+  passwd             # useradd, userdel, chpasswd: throwaway users in the account tests
 )
 
 sudo=""

@@ -2,6 +2,7 @@
 
 use crate::commands::exec::ExecTable;
 use crate::commands::file::FileTable;
+use crate::commands::freeze::FreezeState;
 use crate::config::Config;
 use crate::policy::Policy;
 use crate::state::StateDir;
@@ -16,6 +17,8 @@ pub struct Agent {
     pub files: FileTable,
     /// Processes started by guest-exec, until their exit status is collected.
     pub execs: ExecTable,
+    /// Filesystem freeze state (frozen flag, auto-thaw timer).
+    pub freeze: FreezeState,
 }
 
 impl Agent {
@@ -25,7 +28,9 @@ impl Agent {
         commands: Vec<CommandInfo>,
         state: StateDir,
     ) -> Self {
+        let freeze = FreezeState::new(&config.statedir);
         Self {
+            freeze,
             config,
             policy,
             commands,

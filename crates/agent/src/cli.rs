@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "porthole-agent",
     about = "porthole guest agent (speaks the QEMU guest agent protocol and JSON-RPC 2.0)",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // getopt's rule, which qemu-ga follows: a repeated option's last value wins.
+    args_override_self = true
 )]
 pub struct Args {
     /// Transport: virtio-serial, isa-serial, unix-listen or vsock-listen.
@@ -31,6 +33,10 @@ pub struct Args {
     #[arg(short = 'F', long = "fsfreeze-hook", num_args = 0..=1, require_equals = true,
           default_missing_value = DEFAULT_FSFREEZE_HOOK)]
     pub fsfreeze_hook: Option<PathBuf>,
+    /// Thaw frozen filesystems after SECONDS without a guest-fsfreeze-thaw (0: never;
+    /// default 600).
+    #[arg(long = "fsfreeze-auto-thaw", value_name = "SECONDS")]
+    pub fsfreeze_auto_thaw: Option<u64>,
     /// Directory for persistent state (file handle counter, frozen marker).
     #[arg(short = 't', long = "statedir")]
     pub statedir: Option<PathBuf>,
@@ -111,6 +117,9 @@ impl Args {
         if let Some(v) = &self.fsfreeze_hook {
             config.fsfreeze_hook = Some(v.clone());
         }
+        if let Some(v) = self.fsfreeze_auto_thaw {
+            config.fsfreeze_auto_thaw = v;
+        }
         if let Some(v) = &self.statedir {
             config.statedir = v.clone();
         }
@@ -160,6 +169,9 @@ mod tests {
         assert_eq!(config.listeners[0].method, Method::UnixListen);
         assert_eq!(config.block_rpcs, vec!["guest-exec", "guest-file-open"]);
         assert!(config.verbose);
+        let again = parse(&["-t", "/a", "-t", "/b", "--fsfreeze-auto-thaw", "2"])?;
+        assert_eq!(again.statedir.as_deref(), Some(Path::new("/b")));
+        assert_eq!(again.fsfreeze_auto_thaw, Some(2));
         let hook = parse(&["--fsfreeze-hook=/etc/hook"])?;
         assert_eq!(hook.fsfreeze_hook.as_deref(), Some(Path::new("/etc/hook")));
         Ok(())

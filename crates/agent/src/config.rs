@@ -17,6 +17,8 @@ pub const DEFAULT_VIRTIO_PORT: &str = "org.qemu.guest_agent.0";
 pub const DEFAULT_SERIAL_PATH: &str = "/dev/ttyS0";
 pub const DEFAULT_STATEDIR: &str = "/run/porthole-agent";
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
+/// Seconds after which frozen filesystems are thawed if the host has not (0: never).
+pub const DEFAULT_FSFREEZE_AUTO_THAW: u64 = 600;
 /// vsock port used when vsock-listen is given no `CID:PORT`.
 pub const DEFAULT_VSOCK_PORT: u32 = 1234;
 /// The host's vsock address.
@@ -84,6 +86,8 @@ pub struct Config {
     /// Peers a vsock-listen channel accepts: the host (CID 2) unless configured otherwise, so a
     /// guest user cannot reach the agent through vsock loopback.
     pub vsock_allowed_cids: Vec<u32>,
+    /// Seconds a freeze may last before the agent thaws on its own; 0 disables.
+    pub fsfreeze_auto_thaw: u64,
 }
 
 impl Default for Config {
@@ -104,6 +108,7 @@ impl Default for Config {
             allow_rpcs: None,
             shutdown_command: PathBuf::from("/sbin/shutdown"),
             vsock_allowed_cids: vec![VSOCK_HOST_CID],
+            fsfreeze_auto_thaw: DEFAULT_FSFREEZE_AUTO_THAW,
         }
     }
 }
@@ -146,6 +151,7 @@ pub struct FileConfig {
     pub allow_rpcs: Option<Vec<String>>,
     pub shutdown_command: Option<PathBuf>,
     pub vsock_allowed_cids: Option<Vec<u32>>,
+    pub fsfreeze_auto_thaw: Option<u64>,
 }
 
 impl FileConfig {
@@ -190,6 +196,7 @@ impl FileConfig {
         set_opt(&mut config.allow_rpcs, self.allow_rpcs);
         set(&mut config.shutdown_command, self.shutdown_command);
         set(&mut config.vsock_allowed_cids, self.vsock_allowed_cids);
+        set(&mut config.fsfreeze_auto_thaw, self.fsfreeze_auto_thaw);
     }
 }
 
@@ -253,6 +260,12 @@ fn apply_keyfile_entry(config: &mut FileConfig, key: &str, value: &str) -> Resul
         "retry-path" => config.retry_path = Some(boolean(value)?),
         "block-rpcs" | "blacklist" => config.block_rpcs = Some(split_list(value)),
         "allow-rpcs" => config.allow_rpcs = Some(split_list(value)),
+        "fsfreeze-auto-thaw" => {
+            let seconds = value
+                .parse()
+                .map_err(|_| format!("fsfreeze-auto-thaw: expected seconds, got '{value}'"))?;
+            config.fsfreeze_auto_thaw = Some(seconds);
+        }
         other => return Err(format!("unknown key '{other}'")),
     }
     Ok(())
@@ -301,6 +314,9 @@ pub fn dump(config: &Config) -> String {
     }
     if let Some(allow) = &config.allow_rpcs {
         line("allow-rpcs", &allow.join(","));
+    }
+    if config.fsfreeze_auto_thaw != DEFAULT_FSFREEZE_AUTO_THAW {
+        line("fsfreeze-auto-thaw", &config.fsfreeze_auto_thaw.to_string());
     }
     out
 }
@@ -356,6 +372,7 @@ mod tests {
     fn dump_round_trips_through_the_keyfile_reader() -> Result<(), String> {
         let mut config = Config {
             block_rpcs: vec!["guest-exec".into()],
+            fsfreeze_auto_thaw: 2,
             ..Config::default()
         };
         config.listeners[0].path = Some("/dev/vport0p1".into());

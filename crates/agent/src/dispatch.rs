@@ -151,6 +151,10 @@ impl Dispatcher {
         if let Err(refusal) = self.agent.policy.check_command(name) {
             return Outcome::Reply(Err(refusal));
         }
+        // policy: the freeze gate lives with the freeze state; it could join the policy.
+        if let Err(refusal) = crate::commands::freeze::refuse_while_frozen(&self.agent, name) {
+            return Outcome::Reply(Err(refusal));
+        }
         if let Err(invalid) = validate(&arguments, entry.spec.params) {
             return Outcome::Reply(Err(invalid));
         }

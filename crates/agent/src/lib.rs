@@ -25,5 +25,6 @@ pub fn build(config: config::Config) -> Result<dispatch::Dispatcher, state::Stat
     let registry = commands::registry();
     let list = registry.command_list(|name| policy.command_enabled(name));
     let agent = Arc::new(agent::Agent::new(config, policy, list, state));
+    commands::freeze::resume(&agent);
     Ok(dispatch::Dispatcher::new(registry, agent))
 }

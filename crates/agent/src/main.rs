@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use porthole_agent::cli::Args;
+use porthole_agent::commands::freeze::log::Gate;
 use porthole_agent::config::{self, Config};
 use porthole_agent::{commands, transport};
 use std::fs::File;
@@ -36,6 +37,8 @@ fn run() -> Result<()> {
         print!("{}", config::dump(&config));
         return Ok(());
     }
+    // Before the log file is opened: a restarted agent may find its filesystems still frozen.
+    porthole_agent::commands::freeze::hold_log_if_frozen(&config.statedir);
     init_logging(&config)?;
     if config.daemonize {
         // Before any thread exists: fork only copies the calling thread.
@@ -96,9 +99,9 @@ fn init_logging(config: &Config) -> Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("open log file {}", path.display()))?;
-            builder.with_writer(std::sync::Mutex::new(file)).init();
+            builder.with_writer(Gate::new(file)).init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => builder.with_writer(Gate::new(std::io::stderr())).init(),
     }
     Ok(())
 }

@@ -247,6 +247,17 @@ fn guest_info_lists_the_tested_commands() {
         "guest-exec-status",
         "guest-shutdown",
         "guest-fsfreeze-status",
+        "guest-fsfreeze-freeze",
+        "guest-fsfreeze-freeze-list",
+        "guest-fsfreeze-thaw",
+        "guest-fstrim",
+        "guest-suspend-disk",
+        "guest-suspend-ram",
+        "guest-suspend-hybrid",
+        "guest-set-user-password",
+        "guest-ssh-get-authorized-keys",
+        "guest-ssh-add-authorized-keys",
+        "guest-ssh-remove-authorized-keys",
     ] {
         let entry = p["supported_commands"]
             .as_array()

@@ -105,6 +105,50 @@ pub const GUEST_SHUTDOWN: CommandSpec = CommandSpec {
     success_response: false,
 };
 pub const GUEST_FSFREEZE_STATUS: CommandSpec = spec("guest-fsfreeze-status", NONE);
+pub const GUEST_FSFREEZE_FREEZE: CommandSpec = spec("guest-fsfreeze-freeze", NONE);
+pub const GUEST_FSFREEZE_FREEZE_LIST: CommandSpec = spec(
+    "guest-fsfreeze-freeze-list",
+    &[Param::optional("mountpoints", Type::List(&Type::Str))],
+);
+pub const GUEST_FSFREEZE_THAW: CommandSpec = spec("guest-fsfreeze-thaw", NONE);
+pub const GUEST_FSTRIM: CommandSpec =
+    spec("guest-fstrim", &[Param::optional("minimum", Type::Int)]);
+pub const GUEST_SET_USER_PASSWORD: CommandSpec = spec(
+    "guest-set-user-password",
+    &[
+        Param::required("username", Type::Str),
+        Param::required("password", Type::Str),
+        Param::required("crypted", Type::Bool),
+    ],
+);
+const USERNAME: &[Param] = &[Param::required("username", Type::Str)];
+pub const GUEST_SSH_GET_AUTHORIZED_KEYS: CommandSpec =
+    spec("guest-ssh-get-authorized-keys", USERNAME);
+pub const GUEST_SSH_ADD_AUTHORIZED_KEYS: CommandSpec = spec(
+    "guest-ssh-add-authorized-keys",
+    &[
+        Param::required("username", Type::Str),
+        Param::required("keys", Type::List(&Type::Str)),
+        Param::optional("reset", Type::Bool),
+    ],
+);
+pub const GUEST_SSH_REMOVE_AUTHORIZED_KEYS: CommandSpec = spec(
+    "guest-ssh-remove-authorized-keys",
+    &[
+        Param::required("username", Type::Str),
+        Param::required("keys", Type::List(&Type::Str)),
+    ],
+);
+const fn silent(name: &'static str) -> CommandSpec {
+    CommandSpec {
+        name,
+        params: NONE,
+        success_response: false,
+    }
+}
+pub const GUEST_SUSPEND_DISK: CommandSpec = silent("guest-suspend-disk");
+pub const GUEST_SUSPEND_RAM: CommandSpec = silent("guest-suspend-ram");
+pub const GUEST_SUSPEND_HYBRID: CommandSpec = silent("guest-suspend-hybrid");
 pub const GUEST_NETWORK_GET_INTERFACES: CommandSpec = spec("guest-network-get-interfaces", NONE);
 pub const GUEST_NETWORK_GET_ROUTE: CommandSpec = spec("guest-network-get-route", NONE);
 pub const GUEST_GET_LOAD: CommandSpec = spec("guest-get-load", NONE);
@@ -367,6 +411,70 @@ pub struct ShutdownArgs {
 pub enum FsfreezeStatus {
     Thawed,
     Frozen,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FreezeListArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mountpoints: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FstrimArgs {
+    /// Minimum contiguous free range to discard, in bytes (FITRIM's `minlen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<i64>,
+}
+
+/// What guest-fstrim did on one mount: `trimmed` and `minimum` on success, `error` otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FstrimPath {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trimmed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `guest-fstrim`'s reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FstrimResult {
+    pub paths: Vec<FstrimPath>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetUserPasswordArgs {
+    pub username: String,
+    /// The password (or crypt(3) hash when `crypted`), base64-encoded.
+    pub password: String,
+    pub crypted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshUserArgs {
+    pub username: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshAddKeysArgs {
+    pub username: String,
+    pub keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshRemoveKeysArgs {
+    pub username: String,
+    pub keys: Vec<String>,
+}
+
+/// `guest-ssh-get-authorized-keys`' reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizedKeys {
+    pub keys: Vec<String>,
 }
 
 /// One address of a network interface.
@@ -712,6 +820,21 @@ mod tests {
             (GUEST_EXEC_STATUS, json!({"pid": 1})),
             (GUEST_SET_TIME, json!({"time": 1})),
             (GUEST_SHUTDOWN, json!({"mode": "halt"})),
+            (GUEST_FSFREEZE_FREEZE_LIST, json!({"mountpoints": ["/"]})),
+            (GUEST_FSTRIM, json!({"minimum": 4096})),
+            (
+                GUEST_SET_USER_PASSWORD,
+                json!({"username": "u", "password": "YQ==", "crypted": false}),
+            ),
+            (GUEST_SSH_GET_AUTHORIZED_KEYS, json!({"username": "u"})),
+            (
+                GUEST_SSH_ADD_AUTHORIZED_KEYS,
+                json!({"username": "u", "keys": ["k"], "reset": true}),
+            ),
+            (
+                GUEST_SSH_REMOVE_AUTHORIZED_KEYS,
+                json!({"username": "u", "keys": []}),
+            ),
             (
                 GUEST_SET_VCPUS,
                 json!({"vcpus": [{"logical-id": 1, "online": true, "can-offline": false}]}),
@@ -752,6 +875,24 @@ mod tests {
                 }
                 "guest-shutdown" => {
                     let _: ShutdownArgs = serde_json::from_value(args)?;
+                }
+                "guest-fsfreeze-freeze-list" => {
+                    let _: FreezeListArgs = serde_json::from_value(args)?;
+                }
+                "guest-fstrim" => {
+                    let _: FstrimArgs = serde_json::from_value(args)?;
+                }
+                "guest-set-user-password" => {
+                    let _: SetUserPasswordArgs = serde_json::from_value(args)?;
+                }
+                "guest-ssh-get-authorized-keys" => {
+                    let _: SshUserArgs = serde_json::from_value(args)?;
+                }
+                "guest-ssh-add-authorized-keys" => {
+                    let _: SshAddKeysArgs = serde_json::from_value(args)?;
+                }
+                "guest-ssh-remove-authorized-keys" => {
+                    let _: SshRemoveKeysArgs = serde_json::from_value(args)?;
                 }
                 "guest-set-vcpus" => {
                     let _: SetVcpusArgs = serde_json::from_value(args)?;

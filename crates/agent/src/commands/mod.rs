@@ -11,15 +11,18 @@ pub mod exec;
 pub mod file;
 pub mod freeze;
 pub mod fsinfo;
+pub mod fstrim;
 pub mod memory;
 pub mod network;
+pub mod password;
 pub mod power;
+pub mod sshkeys;
 pub mod sysfs;
 pub mod system;
 
 use crate::agent::Agent;
 use crate::dispatch::Registry;
-use porthole_proto::commands::{self as spec, SyncArgs};
+use porthole_proto::commands::{self as spec, CommandInfo, SyncArgs};
 use porthole_proto::CommandError;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -53,6 +56,17 @@ pub fn registry() -> Registry {
     r.add(spec::GUEST_EXEC_STATUS, exec::status);
     r.add(spec::GUEST_SHUTDOWN, power::shutdown);
     r.add(spec::GUEST_FSFREEZE_STATUS, freeze::get_status);
+    r.add(spec::GUEST_FSFREEZE_FREEZE, freeze::freeze);
+    r.add(spec::GUEST_FSFREEZE_FREEZE_LIST, freeze::freeze_list);
+    r.add(spec::GUEST_FSFREEZE_THAW, freeze::thaw);
+    r.add(spec::GUEST_FSTRIM, fstrim::fstrim);
+    r.add(spec::GUEST_SUSPEND_DISK, power::suspend_disk);
+    r.add(spec::GUEST_SUSPEND_RAM, power::suspend_ram);
+    r.add(spec::GUEST_SUSPEND_HYBRID, power::suspend_hybrid);
+    r.add(spec::GUEST_SET_USER_PASSWORD, password::set_user_password);
+    r.add(spec::GUEST_SSH_GET_AUTHORIZED_KEYS, sshkeys::get);
+    r.add(spec::GUEST_SSH_ADD_AUTHORIZED_KEYS, sshkeys::add);
+    r.add(spec::GUEST_SSH_REMOVE_AUTHORIZED_KEYS, sshkeys::remove);
     r.add(spec::GUEST_NETWORK_GET_INTERFACES, network::get_interfaces);
     r.add(spec::GUEST_NETWORK_GET_ROUTE, network::get_route);
     r.add(spec::GUEST_GET_LOAD, cpu::get_load);
@@ -78,9 +92,18 @@ async fn ping(_agent: Arc<Agent>, _args: NoArgs) -> Result<Value, CommandError> 
 }
 
 async fn info(agent: Arc<Agent>, _args: NoArgs) -> Result<Value, CommandError> {
+    // While frozen, the commands refused for that reason are listed as disabled (as qemu-ga).
+    let commands: Vec<CommandInfo> = agent
+        .commands
+        .iter()
+        .map(|c| CommandInfo {
+            enabled: c.enabled && freeze::enabled_now(&agent, &c.name),
+            ..c.clone()
+        })
+        .collect();
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "supported_commands": agent.commands,
+        "supported_commands": commands,
     }))
 }
 
