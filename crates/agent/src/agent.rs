@@ -3,6 +3,7 @@
 use crate::commands::exec::ExecTable;
 use crate::commands::file::FileTable;
 use crate::config::Config;
+use crate::policy::audit::Audit;
 use crate::policy::Policy;
 use crate::state::StateDir;
 use porthole_proto::commands::CommandInfo;
@@ -16,6 +17,8 @@ pub struct Agent {
     pub files: FileTable,
     /// Processes started by guest-exec, until their exit status is collected.
     pub execs: ExecTable,
+    /// The audit log of state-changing commands.
+    pub audit: Audit,
 }
 
 impl Agent {
@@ -25,7 +28,9 @@ impl Agent {
         commands: Vec<CommandInfo>,
         state: StateDir,
     ) -> Self {
+        let audit = Audit::new(policy.audit_log.clone(), state.path());
         Self {
+            audit,
             config,
             policy,
             commands,

@@ -39,12 +39,15 @@ impl ErrorKind {
         }
     }
 
-    /// The JSON-RPC 2.0 `code`: the standard ones, plus the -32000 range of the KVM Manager agent API.
+    /// The JSON-RPC 2.0 `code`: the standard ones, plus the -32000 range of the KVM Manager agent
+    /// API (-32000 command failed, -32001 permission denied, -32002 not found, -32003 timeout).
     pub fn jsonrpc_code(self) -> i64 {
         match self {
             ErrorKind::Parse => -32700,
             ErrorKind::InvalidRequest => -32600,
-            ErrorKind::CommandNotFound | ErrorKind::CommandDisabled => -32601,
+            ErrorKind::CommandNotFound => -32601,
+            // A policy refusal, like a refused path: the method exists.
+            ErrorKind::CommandDisabled => -32001,
             ErrorKind::InvalidParams => -32602,
             ErrorKind::Internal => -32603,
             ErrorKind::Failed => -32000,
@@ -110,6 +113,24 @@ impl CommandError {
             None => format!("Command {command} has been disabled"),
         };
         Self::new(ErrorKind::CommandDisabled, desc)
+    }
+
+    /// A command disabled by a policy rule other than `-b`/`-a`, naming the rule:
+    /// `Command guest-exec has been disabled (policy: hardened profile)`.
+    pub fn command_refused(command: &str, rule: &str) -> Self {
+        Self::new(
+            ErrorKind::CommandDisabled,
+            format!("Command {command} has been disabled (policy: {rule})"),
+        )
+    }
+
+    /// A policy refusal of the arguments (a path, a program, a size).
+    pub fn permission_denied(desc: impl Into<String>) -> Self {
+        Self::new(ErrorKind::PermissionDenied, desc)
+    }
+
+    pub fn timeout(desc: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, desc)
     }
 
     /// qemu's text for an argument value out of range (`value '-1' is invalid for argument count`).
