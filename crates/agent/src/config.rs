@@ -368,11 +368,12 @@ impl KvmManagerConfig {
         }
         if let Some(kb) = self.max_message_size_kb {
             let bytes = kb.saturating_mul(1024);
-            policy.max_message = Some(usize::try_from(bytes).map_err(|_| ConfigError::Invalid {
-                key: "max_message_size_kb",
-                value: kb.to_string(),
-                why: "too large",
-            })?);
+            policy.max_message =
+                Some(usize::try_from(bytes).map_err(|_| ConfigError::Invalid {
+                    key: "max_message_size_kb",
+                    value: kb.to_string(),
+                    why: "too large",
+                })?);
         }
         if let Some(port) = self.channel_name {
             if port.is_empty() || port.contains('/') {
@@ -579,7 +580,10 @@ mod tests {
         file.apply(&mut config)?;
         config.add_compat_listener();
         assert_eq!(config.policy.profile, Profile::Hardened);
-        assert_eq!(config.policy.write_prefixes, Some(vec![PathBuf::from("/srv/drop")]));
+        assert_eq!(
+            config.policy.write_prefixes,
+            Some(vec![PathBuf::from("/srv/drop")])
+        );
         assert_eq!(config.policy.exec_max_timeout, Some(60));
         assert_eq!(config.policy.max_message, Some(65536));
         assert!(config.policy.path_walk_only);
@@ -604,7 +608,10 @@ mod tests {
         let mut config = Config::default();
         nested.apply(&mut config)?;
         let p = &config.policy;
-        assert_eq!(p.read_prefixes, Some(vec!["/tmp".into(), "/var/log".into()]));
+        assert_eq!(
+            p.read_prefixes,
+            Some(vec!["/tmp".into(), "/var/log".into()])
+        );
         assert_eq!(p.write_prefixes, Some(vec!["/tmp/kvmmanager".into()]));
         assert_eq!(p.exec_programs, None, "null whitelist allows everything");
         assert_eq!(p.file_max_size, Some(10 << 20));

@@ -197,8 +197,8 @@ impl Dispatcher {
             return Outcome::Reply(Err(CommandError::command_not_found(name)));
         };
         // The summary is taken before the handler consumes the arguments.
-        let audited = audit::is_state_changing(name, &arguments)
-            .then(|| audit::summarize(&arguments));
+        let audited =
+            audit::is_state_changing(name, &arguments).then(|| audit::summarize(&arguments));
         let record = |result: Result<(), &CommandError>| {
             if let Some(summary) = &audited {
                 let outcome = audit::outcome(&result);

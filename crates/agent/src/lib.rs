@@ -30,6 +30,7 @@ pub enum BuildError {
 /// Builds the dispatcher for a configuration: registry, policy, shared state.
 pub fn build(config: config::Config) -> Result<dispatch::Dispatcher, BuildError> {
     let policy = policy::Policy::from_config(&config)?;
+    policy.prepare_spool();
     let state = state::StateDir::open(&config.statedir)?;
     let registry = commands::registry();
     let list = registry.command_list(|name| policy.command_enabled(name));

@@ -210,7 +210,9 @@ fn spawn_checked(
 }
 
 pub async fn exec(agent: Arc<Agent>, args: ExecArgs) -> Result<Value, CommandError> {
-    let program = agent.policy.check_program(&args.path, args.env.as_deref())?;
+    let program = agent
+        .policy
+        .check_program(&args.path, args.env.as_deref())?;
     let input = args.input_data.as_deref().map(decode_base64).transpose()?;
     let mode = args
         .capture_output
@@ -359,7 +361,9 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<Completed, CommandError> {
     agent.policy.check_timeout(timeout)?;
-    let program = agent.policy.check_program(&args.path, args.env.as_deref())?;
+    let program = agent
+        .policy
+        .check_program(&args.path, args.env.as_deref())?;
     let input = args.input_data.as_deref().map(decode_base64).transpose()?;
     let launch = Launch {
         program: program.as_deref(),
@@ -388,8 +392,8 @@ pub async fn run(
     };
     let (out, err) = (collect(pipes.out), collect(pipes.err));
     let (status, killed) = wait_with_deadline(&mut child, Some(timeout)).await;
-    let status =
-        status.map_err(|e| CommandError::failed(format!("waiting for child: {}", errno_text(&e))))?;
+    let status = status
+        .map_err(|e| CommandError::failed(format!("waiting for child: {}", errno_text(&e))))?;
     let mut streams = Vec::new();
     for task in [out, err] {
         let abort = task.abort_handle();

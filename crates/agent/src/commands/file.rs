@@ -10,13 +10,13 @@ use crate::dispatch::{Payload, Streamed};
 use crate::state::StateDir;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use nix::fcntl::OFlag;
 use porthole_proto::commands::{
     FileOpenArgs, FileReadArgs, FileSeekArgs, FileWriteArgs, HandleArgs, Whence,
 };
 use porthole_proto::CommandError;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use nix::fcntl::OFlag;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex, MutexGuard};

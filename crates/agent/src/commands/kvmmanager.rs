@@ -161,8 +161,8 @@ async fn system_info(agent: Arc<Agent>, _args: NoArgs) -> Result<Value, CommandE
         let cpus = cpu::list_vcpus(Path::new(cpu::CPU_DIR))
             .map(|list| list.iter().filter(|c| c.online).count())
             .unwrap_or(0);
-        let meminfo = super::sysfs::read_text(Path::new("/proc/meminfo"), 64 << 10)
-            .unwrap_or_default();
+        let meminfo =
+            super::sysfs::read_text(Path::new("/proc/meminfo"), 64 << 10).unwrap_or_default();
         let uptime = super::sysfs::read_text(Path::new("/proc/uptime"), 4096).unwrap_or_default();
         Ok((cpus, mem_total_kb(&meminfo), uptime_seconds(&uptime)))
     })
@@ -197,8 +197,7 @@ pub fn uptime_seconds(text: &str) -> Option<u64> {
 }
 
 async fn network_info(agent: Arc<Agent>, _args: NoArgs) -> Result<Value, CommandError> {
-    let list: Vec<NetworkInterface> =
-        from_value(network::get_interfaces(agent, NoArgs {}).await?)?;
+    let list: Vec<NetworkInterface> = from_value(network::get_interfaces(agent, NoArgs {}).await?)?;
     blocking(move || {
         let interfaces: Vec<Value> = list.iter().map(interface).collect();
         Ok(json!({ "interfaces": interfaces }))
@@ -275,7 +274,11 @@ struct ExecCommandArgs {
 
 /// `env` as guest-exec's `KEY=value` list: an object of strings, or such a list.
 fn env_list(env: Option<Value>) -> Result<Option<Vec<String>>, CommandError> {
-    let bad = || CommandError::invalid_params("env must be an object of strings or a list of KEY=value strings");
+    let bad = || {
+        CommandError::invalid_params(
+            "env must be an object of strings or a list of KEY=value strings",
+        )
+    };
     match env {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(map)) => map
@@ -299,7 +302,15 @@ fn env_list(env: Option<Value>) -> Result<Option<Vec<String>>, CommandError> {
 }
 
 async fn exec_command(agent: Arc<Agent>, args: ExecCommandArgs) -> Result<Value, CommandError> {
-    let seconds = args.timeout_seconds.unwrap_or(DEFAULT_EXEC_TIMEOUT as i64);
+    // Without a timeout in the request: the API's default, within the policy's maximum.
+    let default = agent
+        .policy
+        .exec
+        .max_timeout
+        .map_or(DEFAULT_EXEC_TIMEOUT, |max| {
+            max.as_secs().clamp(1, DEFAULT_EXEC_TIMEOUT)
+        });
+    let seconds = args.timeout_seconds.unwrap_or(default as i64);
     let seconds = u64::try_from(seconds)
         .ok()
         .filter(|s| (1..=MAX_EXEC_TIMEOUT).contains(s))
@@ -316,7 +327,8 @@ async fn exec_command(agent: Arc<Agent>, args: ExecCommandArgs) -> Result<Value,
         capture_output: None,
     };
     let cwd = args.working_directory.map(PathBuf::from);
-    let done = super::exec::run(&agent, &exec, cwd.as_deref(), Duration::from_secs(seconds)).await?;
+    let done =
+        super::exec::run(&agent, &exec, cwd.as_deref(), Duration::from_secs(seconds)).await?;
     let capture = args.capture_output.unwrap_or(true);
     let text = |bytes: &[u8]| {
         if capture {
@@ -355,7 +367,10 @@ async fn file_read(agent: Arc<Agent>, args: FileReadArgs) -> Result<Value, Comma
         };
         let meta = file.metadata().map_err(failed)?;
         if meta.is_dir() {
-            return Err(CommandError::failed(format!("'{}' is a directory", args.path)));
+            return Err(CommandError::failed(format!(
+                "'{}' is a directory",
+                args.path
+            )));
         }
         policy.check_read_size(meta.len())?;
         // The size may grow while reading (or lie, for /proc files): read one byte past the cap.
@@ -406,7 +421,11 @@ async fn file_write(agent: Arc<Agent>, args: FileWriteArgs) -> Result<Value, Com
             Some("base64") => decode_base64(&args.content)?,
             _ => args.content.into_bytes(),
         };
-        let mode = args.permissions.as_deref().map(parse_permissions).transpose()?;
+        let mode = args
+            .permissions
+            .as_deref()
+            .map(parse_permissions)
+            .transpose()?;
         let append = args.append.unwrap_or(false);
         let len = data.len() as u64;
         if !append {
@@ -431,8 +450,7 @@ async fn file_write(agent: Arc<Agent>, args: FileWriteArgs) -> Result<Value, Com
             policy.check_write_size(len, size.saturating_add(len))?;
         }
         if let Some(mode) = mode {
-            nix::sys::stat::fchmod(&file, mode)
-                .map_err(|e| failed(std::io::Error::from(e)))?;
+            nix::sys::stat::fchmod(&file, mode).map_err(|e| failed(std::io::Error::from(e)))?;
         }
         file.write_all(&data).map_err(failed)?;
         Ok(json!({"bytes_written": data.len(), "path": args.path}))
@@ -471,7 +489,10 @@ mod tests {
 
     #[test]
     fn proc_parsers() {
-        assert_eq!(mem_total_kb("MemTotal:       16318384 kB\nMemFree: 1 kB\n"), Some(16318384));
+        assert_eq!(
+            mem_total_kb("MemTotal:       16318384 kB\nMemFree: 1 kB\n"),
+            Some(16318384)
+        );
         assert_eq!(mem_total_kb("garbage"), None);
         assert_eq!(uptime_seconds("12345.67 999.00\n"), Some(12345));
         assert_eq!(uptime_seconds(""), None);

@@ -68,7 +68,11 @@ pub enum Peer {
     /// A character device: the host at the other end, unidentified.
     Host,
     /// A unix socket client, from SO_PEERCRED.
-    Unix { uid: u32, gid: u32, pid: Option<i32> },
+    Unix {
+        uid: u32,
+        gid: u32,
+        pid: Option<i32>,
+    },
     /// A vsock client.
     Vsock { cid: u32, port: u32 },
 }
@@ -110,7 +114,9 @@ pub fn is_state_changing(command: &str, args: &Map<String, Value>) -> bool {
         let mode = args.get("mode").and_then(Value::as_str).unwrap_or("r");
         return !matches!(mode, "r" | "rb");
     }
-    !(READ_ONLY.contains(&command) || command.starts_with("guest-get-") || command.starts_with("get_")
+    !(READ_ONLY.contains(&command)
+        || command.starts_with("guest-get-")
+        || command.starts_with("get_")
         || command.starts_with("guest-network-get-"))
 }
 
@@ -315,10 +321,14 @@ mod tests {
 
     #[test]
     fn summaries_hide_secrets_and_stay_on_one_line() {
-        let args = json!({"path": "/x\n\"y", "buf-b64": "c2VjcmV0", "arg": ["-p", "pw"], "handle": 7});
+        let args =
+            json!({"path": "/x\n\"y", "buf-b64": "c2VjcmV0", "arg": ["-p", "pw"], "handle": 7});
         let text = summarize(args.as_object().unwrap());
         assert!(!text.contains("c2VjcmV0") && !text.contains("pw"), "{text}");
-        assert!(text.contains("buf-b64=<8 bytes>") && text.contains("arg=<2 items>"), "{text}");
+        assert!(
+            text.contains("buf-b64=<8 bytes>") && text.contains("arg=<2 items>"),
+            "{text}"
+        );
         assert!(text.contains("handle=7") && !text.contains('\n'), "{text}");
     }
 

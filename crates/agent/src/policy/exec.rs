@@ -115,6 +115,9 @@ mod tests {
             resolve_program("sh", Some(&["PATH=/nonexistent".to_string()])),
             None
         );
-        assert_eq!(canonical_programs(&[PathBuf::from("sh")]), vec![by_path.unwrap()]);
+        assert_eq!(
+            canonical_programs(&[PathBuf::from("sh")]),
+            vec![by_path.unwrap()]
+        );
     }
 }

@@ -155,22 +155,23 @@ impl Policy {
                 why: format!("{max_message} is outside {MIN_MESSAGE}..={max_frame} bytes"),
             });
         }
-        let absolute = |key: &'static str, list: &[PathBuf]| {
-            match list.iter().find(|p| !p.is_absolute()) {
+        let absolute =
+            |key: &'static str, list: &[PathBuf]| match list.iter().find(|p| !p.is_absolute()) {
                 Some(bad) => Err(PolicyError {
                     key,
                     why: format!("'{}' is not an absolute path", bad.display()),
                 }),
                 None => Ok(Prefixes::new(list)),
-            }
-        };
+            };
         let read = absolute(
             "read-prefixes",
             &c.read_prefixes.clone().unwrap_or_else(|| p.read_prefixes()),
         )?;
         let write = absolute(
             "write-prefixes",
-            &c.write_prefixes.clone().unwrap_or_else(|| p.write_prefixes()),
+            &c.write_prefixes
+                .clone()
+                .unwrap_or_else(|| p.write_prefixes()),
         )?;
         let programs = c.exec_programs.clone().or_else(|| p.exec_programs());
         Ok(Self {
@@ -201,6 +202,22 @@ impl Policy {
         })
     }
 
+    /// Creates the spool directory (mode 0700) when it is a write prefix, so the hardened
+    /// profile works on a fresh guest. Failure is logged: writes there then fail with ENOENT.
+    pub fn prepare_spool(&self) {
+        use std::os::unix::fs::DirBuilderExt;
+        let spool = Path::new(profile::SPOOL_DIR);
+        if self.write.list().iter().any(|p| p == spool) && !spool.exists() {
+            let made = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(spool);
+            if let Err(e) = made {
+                tracing::warn!("cannot create spool {}: {e}", spool.display());
+            }
+        }
+    }
+
     pub fn profile(&self) -> Profile {
         self.profile
     }
@@ -224,7 +241,11 @@ impl Policy {
         if self.blocked.contains(command) {
             return Some(CommandRule::Blocked);
         }
-        if self.allowed.as_ref().is_some_and(|set| !set.contains(command)) {
+        if self
+            .allowed
+            .as_ref()
+            .is_some_and(|set| !set.contains(command))
+        {
             return Some(CommandRule::NotAllowed);
         }
         None
@@ -321,7 +342,13 @@ impl Policy {
             (&self.read, "read-prefixes")
         };
         let file = prefixes
-            .open(path, flags, Mode::from_bits_truncate(0o666), self.strategy, rule)
+            .open(
+                path,
+                flags,
+                Mode::from_bits_truncate(0o666),
+                self.strategy,
+                rule,
+            )
             .map_err(|e| self.path_error(path, mode, e, rule))?;
         if access == OFlag::O_RDWR && !self.read.is_unrestricted() {
             let resolved = paths::fd_path(&file).map_err(|e| {
@@ -369,8 +396,9 @@ impl Policy {
                     libc::ENOENT,
                 ))));
             }
-            let parent_fd = paths::open_beneath(prefix, &parent, flags, Mode::empty(), self.strategy)
-                .map_err(fail)?;
+            let parent_fd =
+                paths::open_beneath(prefix, &parent, flags, Mode::empty(), self.strategy)
+                    .map_err(fail)?;
             match nix::sys::stat::mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o755)) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                 Err(e) => return Err(fail(OpenError::Io(std::io::Error::from(e)))),
@@ -414,7 +442,9 @@ impl Policy {
                     "file-max-size",
                     CommandError::new(
                         ErrorKind::PermissionDenied,
-                        format!("file would grow to {end} bytes, over {max} (policy: file-max-size)"),
+                        format!(
+                            "file would grow to {end} bytes, over {max} (policy: file-max-size)"
+                        ),
                     ),
                 ));
             }
