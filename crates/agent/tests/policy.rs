@@ -248,7 +248,7 @@ fn a_directory_swapped_for_a_symlink_during_opens_never_escapes() -> TestResult 
                 // Atomically point `d` at the real dir (relative) or outside (absolute).
                 let tmp = allowed.join("d.tmp");
                 let _ = std::fs::remove_file(&tmp);
-                if swaps % 2 == 0 {
+                if swaps.is_multiple_of(2) {
                     symlink(&outside, &tmp)?;
                 } else {
                     symlink("real", &tmp)?;
@@ -259,7 +259,7 @@ fn a_directory_swapped_for_a_symlink_during_opens_never_escapes() -> TestResult 
             Ok(swaps)
         })
     };
-    let prefixes = Prefixes::new(&[allowed.clone()]);
+    let prefixes = Prefixes::new(std::slice::from_ref(&allowed));
     let path = allowed.join("d/data").to_string_lossy().into_owned();
     let (mut inside, mut refused) = (0, 0);
     for strategy in [Strategy::Auto, Strategy::Walk] {

@@ -344,7 +344,7 @@ mod tests {
         symlink("../secret", allowed.join("esc")).unwrap();
         symlink(dir.path().join("secret"), allowed.join("absesc")).unwrap();
         symlink("loop", allowed.join("loop")).unwrap();
-        let prefixes = Prefixes::new(&[allowed.clone()]);
+        let prefixes = Prefixes::new(std::slice::from_ref(&allowed));
         for strategy in [Strategy::Auto, Strategy::Walk] {
             let open = |p: &Path| {
                 prefixes.open(
