@@ -314,20 +314,23 @@ impl Policy {
         }
     }
 
-    /// Opens a file for reading under the read prefixes (blocking).
+    /// Opens a regular file for reading under the read prefixes (blocking). FIFOs, devices and
+    /// directories are refused without blocking on them.
     pub fn open_for_read(&self, path: &str) -> Result<File, CommandError> {
-        self.open(path, OFlag::O_RDONLY, "r")
+        let file = self.open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, "r")?;
+        regular_blocking(file, path, "r")
     }
 
-    /// Opens (creating, mode 0666 less umask) a file for writing under the write prefixes,
-    /// truncating it unless `append` (blocking).
+    /// Opens (creating, mode 0666 less umask) a regular file for writing under the write
+    /// prefixes, truncating it unless `append` (blocking). Non-regular files are refused.
     pub fn open_for_write(&self, path: &str, append: bool) -> Result<File, CommandError> {
         let (flags, mode) = if append {
             (OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND, "a")
         } else {
             (OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, "w")
         };
-        self.open(path, flags, mode)
+        let file = self.open(path, flags | OFlag::O_NONBLOCK, mode)?;
+        regular_blocking(file, path, mode)
     }
 
     /// Opens `path` with open(2) `flags`; `mode` is the fopen mode named in errors. Flags that
@@ -517,9 +520,53 @@ impl Policy {
     }
 }
 
+/// Refuses anything but a regular file, then clears O_NONBLOCK (opened non-blocking so a FIFO
+/// without a peer cannot hang the open).
+fn regular_blocking(file: File, path: &str, mode: &str) -> Result<File, CommandError> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let failed = |why: String| {
+        CommandError::failed(format!(
+            "failed to open file '{path}' (mode: '{mode}'): {why}"
+        ))
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| failed(crate::commands::errno_text(&e)))?;
+    if !meta.is_file() {
+        return Err(failed("not a regular file".into()));
+    }
+    let flags = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| failed(e.desc().into()))?;
+    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+    fcntl(&file, FcntlArg::F_SETFL(flags)).map_err(|e| failed(e.desc().into()))?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fifos_are_refused_without_blocking() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))?;
+        let policy = Policy::default();
+        let text = fifo.to_string_lossy();
+        for result in [
+            policy.open_for_read(&text),
+            policy.open_for_write(&text, false),
+        ] {
+            let desc = result.err().map(|e| e.desc).unwrap_or_default();
+            assert!(
+                desc.contains("not a regular file") || desc.contains("No such device"),
+                "{desc}"
+            );
+        }
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x")?;
+        assert!(policy.open_for_read(&file.to_string_lossy()).is_ok());
+        Ok(())
+    }
 
     #[test]
     fn block_and_allow_lists() {

@@ -377,6 +377,58 @@ mod tests {
         }
     }
 
+    /// Thousands of deterministic random paths built from hostile pieces: every open either
+    /// fails or yields a file whose real location is inside the prefix.
+    #[test]
+    fn random_paths_never_leave_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = dir.path().join("allowed");
+        std::fs::create_dir_all(allowed.join("sub/deeper")).unwrap();
+        std::fs::write(allowed.join("sub/file"), "inside").unwrap();
+        std::fs::write(dir.path().join("secret"), "outside").unwrap();
+        symlink("..", allowed.join("up")).unwrap();
+        symlink("sub", allowed.join("down")).unwrap();
+        symlink(dir.path(), allowed.join("root")).unwrap();
+        symlink("/proc/self/root", allowed.join("magic")).unwrap();
+        symlink("a/b", allowed.join("dangling")).unwrap();
+        let pieces = [
+            "sub", "..", ".", "up", "down", "root", "magic", "dangling", "file", "secret",
+            "deeper", "", "allowed",
+        ];
+        let prefixes = Prefixes::new(std::slice::from_ref(&allowed));
+        let canonical = std::fs::canonicalize(&allowed).unwrap();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut opened = 0;
+        for round in 0..3000 {
+            let len = (next() % 6 + 1) as usize;
+            let parts: Vec<&str> = (0..len)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            let path = format!("{}/{}", allowed.display(), parts.join("/"));
+            let strategy = if round % 2 == 0 {
+                Strategy::Auto
+            } else {
+                Strategy::Walk
+            };
+            if let Ok(file) = prefixes.open(&path, OFlag::O_RDONLY, Mode::empty(), strategy, "t") {
+                let real = fd_path(&file).unwrap();
+                assert!(
+                    real.starts_with(&canonical),
+                    "{path} opened {}",
+                    real.display()
+                );
+                opened += 1;
+            }
+        }
+        assert!(opened > 100, "only {opened} opens succeeded");
+    }
+
     #[test]
     fn prefix_match_is_by_component() {
         let p = Prefixes::new(&[PathBuf::from("/srv/data/")]);
