@@ -140,3 +140,27 @@ impl CommandError {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_refusals_are_permission_denied_in_jsonrpc() {
+        let refused = CommandError::command_refused("guest-exec", "hardened profile");
+        assert_eq!(
+            refused.desc,
+            "Command guest-exec has been disabled (policy: hardened profile)"
+        );
+        assert_eq!(refused.kind.qga_class(), "CommandNotFound");
+        assert_eq!(refused.kind.jsonrpc_code(), -32001);
+        assert_eq!(ErrorKind::CommandNotFound.jsonrpc_code(), -32601);
+        assert_eq!(CommandError::timeout("t").kind.jsonrpc_code(), -32003);
+        assert_eq!(CommandError::not_found("n").kind.jsonrpc_code(), -32002);
+        assert_eq!(CommandError::failed("f").kind.jsonrpc_code(), -32000);
+        assert_eq!(
+            CommandError::permission_denied("p").kind.qga_class(),
+            "GenericError"
+        );
+    }
+}
