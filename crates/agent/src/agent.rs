@@ -4,6 +4,7 @@ use crate::commands::exec::ExecTable;
 use crate::commands::file::FileTable;
 use crate::commands::freeze::FreezeState;
 use crate::config::Config;
+use crate::policy::audit::Audit;
 use crate::policy::Policy;
 use crate::state::StateDir;
 use porthole_proto::commands::CommandInfo;
@@ -19,6 +20,8 @@ pub struct Agent {
     pub execs: ExecTable,
     /// Filesystem freeze state (frozen flag, auto-thaw timer).
     pub freeze: FreezeState,
+    /// The audit log of state-changing commands.
+    pub audit: Audit,
 }
 
 impl Agent {
@@ -29,8 +32,10 @@ impl Agent {
         state: StateDir,
     ) -> Self {
         let freeze = FreezeState::new(&config.statedir);
+        let audit = Audit::new(policy.audit_log.clone(), state.path());
         Self {
             freeze,
+            audit,
             config,
             policy,
             commands,

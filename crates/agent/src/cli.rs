@@ -1,9 +1,10 @@
 //! qemu-ga's command line, so service files and scripts written for qemu-ga work unchanged.
 
 use crate::config::{
-    split_list, Config, ConfigError, FileConfig, Listener, Method, DEFAULT_CONFIG_PATH,
-    DEFAULT_FSFREEZE_HOOK, QEMU_GA_CONFIG_PATH,
+    split_list, Config, ConfigError, FileConfig, KvmManagerConfig, Listener, Method,
+    DEFAULT_CONFIG_PATH, DEFAULT_FSFREEZE_HOOK, KVMMANAGER_PORT, QEMU_GA_CONFIG_PATH,
 };
+use crate::policy::Profile;
 use clap::Parser;
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,15 @@ pub struct Args {
     /// Keep retrying when the device path does not exist yet (hotplugged channels).
     #[arg(short = 'r', long = "retry-path")]
     pub retry_path: bool,
+    /// Policy profile: default (like qemu-ga) or hardened (see docs/policy.md).
+    #[arg(long = "profile")]
+    pub profile: Option<String>,
+    /// A KVM Manager agent JSON configuration to map onto the policy.
+    #[arg(long = "kvmmanager-config")]
+    pub kvmmanager_config: Option<PathBuf>,
+    /// Also serve virtio-serial port org.kvmmanager.agent.0.
+    #[arg(long = "kvmmanager-compat")]
+    pub kvmmanager_compat: bool,
 }
 
 impl Args {
@@ -76,9 +86,10 @@ impl Args {
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         if let Some(file) = self.config_file() {
-            FileConfig::load(&file)?.apply(&mut config);
+            FileConfig::load(&file)?.apply(&mut config)?;
         }
         self.apply(&mut config)?;
+        config.add_compat_listener();
         Ok(config)
     }
 
@@ -131,6 +142,19 @@ impl Args {
         }
         if let Some(list) = &self.allow_rpcs {
             config.allow_rpcs = Some(split_list(list));
+        }
+        if let Some(name) = &self.profile {
+            config.policy.profile = Profile::parse(name).ok_or_else(|| ConfigError::Invalid {
+                key: "profile",
+                value: name.clone(),
+                why: "expected default or hardened",
+            })?;
+        }
+        if let Some(path) = &self.kvmmanager_config {
+            KvmManagerConfig::load(path)?.apply(config)?;
+        }
+        if self.kvmmanager_compat && config.kvmmanager_compat.is_none() {
+            config.kvmmanager_compat = Some(KVMMANAGER_PORT.to_string());
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! own TOML (`/etc/porthole/agent.toml`), or, to ease migration, an existing qemu-ga keyfile
 //! (`/etc/qemu/qemu-ga.conf`, group `[general]`, the same keys as the long options).
 
+use crate::policy::{PolicyConfig, Profile};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,10 @@ pub const DEFAULT_STATEDIR: &str = "/run/porthole-agent";
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
 /// Seconds after which frozen filesystems are thawed if the host has not (0: never).
 pub const DEFAULT_FSFREEZE_AUTO_THAW: u64 = 600;
+/// The virtio-serial port of the KVM Manager agent API (`kvmmanager-compat = true`).
+pub const KVMMANAGER_PORT: &str = "org.kvmmanager.agent.0";
+/// The largest JSON configuration file of the KVM Manager agent read.
+const KVMMANAGER_CONFIG_LIMIT: u64 = 1 << 20;
 /// vsock port used when vsock-listen is given no `CID:PORT`.
 pub const DEFAULT_VSOCK_PORT: u32 = 1234;
 /// The host's vsock address.
@@ -88,6 +93,31 @@ pub struct Config {
     pub vsock_allowed_cids: Vec<u32>,
     /// Seconds a freeze may last before the agent thaws on its own; 0 disables.
     pub fsfreeze_auto_thaw: u64,
+    /// The security policy (docs/policy.md).
+    pub policy: PolicyConfig,
+    /// Also serve this virtio-serial port with the KVM Manager agent API in mind
+    /// (`kvmmanager-compat = true` sets `org.kvmmanager.agent.0`).
+    pub kvmmanager_compat: Option<String>,
+}
+
+impl Config {
+    /// Adds the KVM Manager port to the listeners when `kvmmanager-compat` asks for it and no
+    /// listener serves it yet.
+    pub fn add_compat_listener(&mut self) {
+        let Some(path) = self.kvmmanager_compat.clone() else {
+            return;
+        };
+        let present = self
+            .listeners
+            .iter()
+            .any(|l| l.method == Method::VirtioSerial && l.path.as_deref() == Some(path.as_str()));
+        if !present {
+            self.listeners.push(Listener {
+                method: Method::VirtioSerial,
+                path: Some(path),
+            });
+        }
+    }
 }
 
 impl Default for Config {
@@ -109,6 +139,8 @@ impl Default for Config {
             shutdown_command: PathBuf::from("/sbin/shutdown"),
             vsock_allowed_cids: vec![VSOCK_HOST_CID],
             fsfreeze_auto_thaw: DEFAULT_FSFREEZE_AUTO_THAW,
+            policy: PolicyConfig::default(),
+            kvmmanager_compat: None,
         }
     }
 }
@@ -152,6 +184,63 @@ pub struct FileConfig {
     pub shutdown_command: Option<PathBuf>,
     pub vsock_allowed_cids: Option<Vec<u32>>,
     pub fsfreeze_auto_thaw: Option<u64>,
+    /// Shorthand for `[policy] profile`.
+    pub profile: Option<Profile>,
+    pub policy: Option<PolicySection>,
+    /// Also serve virtio-serial port `org.kvmmanager.agent.0`.
+    pub kvmmanager_compat: Option<bool>,
+    /// A KVM Manager agent JSON configuration whose `security` keys map onto the policy.
+    pub kvmmanager_config: Option<PathBuf>,
+}
+
+/// The `[policy]` table of porthole's TOML file (docs/policy.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PolicySection {
+    pub profile: Option<Profile>,
+    pub read_prefixes: Option<Vec<PathBuf>>,
+    pub write_prefixes: Option<Vec<PathBuf>>,
+    pub exec_programs: Option<Vec<PathBuf>>,
+    pub exec_users: Option<Vec<String>>,
+    pub exec_max_timeout: Option<u64>,
+    pub exec_max_output: Option<usize>,
+    pub file_max_read: Option<usize>,
+    pub file_max_write: Option<usize>,
+    pub file_max_size: Option<u64>,
+    pub max_message: Option<usize>,
+    pub audit_log: Option<PathBuf>,
+    /// `auto` (openat2, else the walk) or `walk`.
+    pub path_resolver: Option<String>,
+}
+
+impl PolicySection {
+    fn apply(self, policy: &mut PolicyConfig) -> Result<(), ConfigError> {
+        set(&mut policy.profile, self.profile);
+        set_opt(&mut policy.read_prefixes, self.read_prefixes);
+        set_opt(&mut policy.write_prefixes, self.write_prefixes);
+        set_opt(&mut policy.exec_programs, self.exec_programs);
+        set_opt(&mut policy.exec_users, self.exec_users);
+        set_opt(&mut policy.exec_max_timeout, self.exec_max_timeout);
+        set_opt(&mut policy.exec_max_output, self.exec_max_output);
+        set_opt(&mut policy.file_max_read, self.file_max_read);
+        set_opt(&mut policy.file_max_write, self.file_max_write);
+        set_opt(&mut policy.file_max_size, self.file_max_size);
+        set_opt(&mut policy.max_message, self.max_message);
+        set_opt(&mut policy.audit_log, self.audit_log);
+        match self.path_resolver.as_deref() {
+            None => {}
+            Some("auto") => policy.path_walk_only = false,
+            Some("walk") => policy.path_walk_only = true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "path-resolver",
+                    value: other.to_string(),
+                    why: "expected auto or walk",
+                })
+            }
+        }
+        Ok(())
+    }
 }
 
 impl FileConfig {
@@ -173,7 +262,7 @@ impl FileConfig {
     }
 
     /// Applies this file over `config`.
-    pub fn apply(self, config: &mut Config) {
+    pub fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
         let mut listeners = Vec::new();
         if self.method.is_some() || self.path.is_some() {
             listeners.push(Listener {
@@ -197,6 +286,113 @@ impl FileConfig {
         set(&mut config.shutdown_command, self.shutdown_command);
         set(&mut config.vsock_allowed_cids, self.vsock_allowed_cids);
         set(&mut config.fsfreeze_auto_thaw, self.fsfreeze_auto_thaw);
+        set(&mut config.policy.profile, self.profile);
+        if let Some(section) = self.policy {
+            section.apply(&mut config.policy)?;
+        }
+        match self.kvmmanager_compat {
+            Some(true) if config.kvmmanager_compat.is_none() => {
+                config.kvmmanager_compat = Some(KVMMANAGER_PORT.to_string())
+            }
+            Some(false) => config.kvmmanager_compat = None,
+            _ => {}
+        }
+        if let Some(path) = self.kvmmanager_config {
+            KvmManagerConfig::load(&path)?.apply(config)?;
+        }
+        Ok(())
+    }
+}
+
+/// The KVM Manager agent's JSON configuration, as far as it maps onto porthole. Its keys may sit
+/// in a `security` object (the protocol document) or at the top level (its packaged file).
+/// Keys porthole has no use for (log level, retry seconds, ...) are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct KvmManagerConfig {
+    #[serde(default)]
+    pub security: Option<KvmManagerSecurity>,
+    #[serde(flatten)]
+    pub top: KvmManagerSecurity,
+    pub channel_name: Option<String>,
+    pub max_message_size_kb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct KvmManagerSecurity {
+    pub allowed_read_paths: Option<Vec<PathBuf>>,
+    pub allowed_write_paths: Option<Vec<PathBuf>>,
+    /// `null` (or absent) allows every program.
+    pub command_whitelist: Option<Vec<PathBuf>>,
+    /// The packaged file's switch; `false` ignores `command_whitelist`.
+    pub command_whitelist_enabled: Option<bool>,
+    pub max_file_size_mb: Option<u64>,
+    pub max_file_size_bytes: Option<u64>,
+    pub max_command_timeout_seconds: Option<u64>,
+    pub command_timeout_seconds: Option<u64>,
+}
+
+impl KvmManagerConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        use std::io::Read as _;
+        let read_err = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(read_err)?
+            .take(KVMMANAGER_CONFIG_LIMIT)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+        serde_json::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Maps the keys onto `config`: read/write paths become the prefixes, the whitelist the
+    /// allowed programs, the file size cap every file size cap, the timeout the exec maximum;
+    /// `channel_name` turns `kvmmanager-compat` on with that port.
+    pub fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
+        let policy = &mut config.policy;
+        for s in [Some(self.top), self.security].into_iter().flatten() {
+            set_opt(&mut policy.read_prefixes, s.allowed_read_paths);
+            set_opt(&mut policy.write_prefixes, s.allowed_write_paths);
+            if s.command_whitelist_enabled != Some(false) {
+                set_opt(&mut policy.exec_programs, s.command_whitelist);
+            }
+            let mb = s.max_file_size_mb.map(|mb| mb.saturating_mul(1 << 20));
+            if let Some(bytes) = s.max_file_size_bytes.or(mb) {
+                let small = usize::try_from(bytes).unwrap_or(usize::MAX);
+                policy.file_max_size = Some(bytes);
+                policy.file_max_read = Some(small.min(crate::policy::DEFAULT_FILE_MAX_READ));
+                policy.file_max_write = Some(small);
+            }
+            set_opt(
+                &mut policy.exec_max_timeout,
+                s.max_command_timeout_seconds.or(s.command_timeout_seconds),
+            );
+        }
+        if let Some(kb) = self.max_message_size_kb {
+            let bytes = kb.saturating_mul(1024);
+            policy.max_message =
+                Some(usize::try_from(bytes).map_err(|_| ConfigError::Invalid {
+                    key: "max_message_size_kb",
+                    value: kb.to_string(),
+                    why: "too large",
+                })?);
+        }
+        if let Some(port) = self.channel_name {
+            if port.is_empty() || port.contains('/') {
+                return Err(ConfigError::Invalid {
+                    key: "channel_name",
+                    value: port,
+                    why: "expected a virtio-serial port name",
+                });
+            }
+            config.kvmmanager_compat = Some(port);
+        }
+        Ok(())
     }
 }
 
@@ -339,7 +535,7 @@ mod tests {
             "# qemu-ga\n[general]\nmethod=unix-listen\npath=/run/qga.sock\nblock-rpcs=guest-exec;guest-file-open\nverbose=true\n",
         )?;
         let mut config = Config::default();
-        file.apply(&mut config);
+        file.apply(&mut config).map_err(|e| e.to_string())?;
         assert_eq!(config.listeners[0].method, Method::UnixListen);
         assert_eq!(config.listeners[0].path.as_deref(), Some("/run/qga.sock"));
         assert_eq!(config.block_rpcs, vec!["guest-exec", "guest-file-open"]);
@@ -348,7 +544,7 @@ mod tests {
     }
 
     #[test]
-    fn toml_with_several_listeners() -> Result<(), toml::de::Error> {
+    fn toml_with_several_listeners() -> Result<(), Box<dyn std::error::Error>> {
         let file: FileConfig = toml::from_str(
             r#"
             statedir = "/var/lib/porthole"
@@ -361,7 +557,7 @@ mod tests {
             "#,
         )?;
         let mut config = Config::default();
-        file.apply(&mut config);
+        file.apply(&mut config).map_err(|e| e.to_string())?;
         assert_eq!(config.listeners.len(), 2);
         assert_eq!(config.listeners[1].method, Method::VsockListen);
         assert_eq!(config.statedir, PathBuf::from("/var/lib/porthole"));
@@ -377,8 +573,80 @@ mod tests {
         };
         config.listeners[0].path = Some("/dev/vport0p1".into());
         let mut back = Config::default();
-        parse_keyfile(&dump(&config))?.apply(&mut back);
+        parse_keyfile(&dump(&config))?
+            .apply(&mut back)
+            .map_err(|e| e.to_string())?;
         assert_eq!(back, config);
+        Ok(())
+    }
+
+    #[test]
+    fn policy_table_and_profile_shorthand() -> Result<(), Box<dyn std::error::Error>> {
+        let file: FileConfig = toml::from_str(
+            r#"
+            profile = "hardened"
+            kvmmanager-compat = true
+            [policy]
+            write-prefixes = ["/srv/drop"]
+            exec-max-timeout = 60
+            max-message = 65536
+            path-resolver = "walk"
+            "#,
+        )?;
+        let mut config = Config::default();
+        file.apply(&mut config)?;
+        config.add_compat_listener();
+        assert_eq!(config.policy.profile, Profile::Hardened);
+        assert_eq!(
+            config.policy.write_prefixes,
+            Some(vec![PathBuf::from("/srv/drop")])
+        );
+        assert_eq!(config.policy.exec_max_timeout, Some(60));
+        assert_eq!(config.policy.max_message, Some(65536));
+        assert!(config.policy.path_walk_only);
+        assert_eq!(
+            config.listeners.last().and_then(|l| l.path.as_deref()),
+            Some(KVMMANAGER_PORT)
+        );
+        assert!(toml::from_str::<FileConfig>("[policy]\nread-prefix = []").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn kvmmanager_json_maps_onto_the_policy() -> Result<(), Box<dyn std::error::Error>> {
+        let nested: KvmManagerConfig = serde_json::from_str(
+            r#"{"log_level": "info", "channel_name": "org.kvmmanager.agent.0",
+                "max_message_size_kb": 64,
+                "security": {"allowed_read_paths": ["/tmp", "/var/log"],
+                             "allowed_write_paths": ["/tmp/kvmmanager"],
+                             "command_whitelist": null, "max_file_size_mb": 10,
+                             "max_command_timeout_seconds": 300}}"#,
+        )?;
+        let mut config = Config::default();
+        nested.apply(&mut config)?;
+        let p = &config.policy;
+        assert_eq!(
+            p.read_prefixes,
+            Some(vec!["/tmp".into(), "/var/log".into()])
+        );
+        assert_eq!(p.write_prefixes, Some(vec!["/tmp/kvmmanager".into()]));
+        assert_eq!(p.exec_programs, None, "null whitelist allows everything");
+        assert_eq!(p.file_max_size, Some(10 << 20));
+        assert_eq!(p.exec_max_timeout, Some(300));
+        assert_eq!(p.max_message, Some(64 << 10));
+        assert_eq!(config.kvmmanager_compat.as_deref(), Some(KVMMANAGER_PORT));
+        // The packaged file: keys at the top level, a switched-off whitelist.
+        let flat: KvmManagerConfig = serde_json::from_str(
+            r#"{"allowed_write_paths": ["/var/tmp"], "command_whitelist_enabled": false,
+                "command_whitelist": ["ls"], "max_file_size_bytes": 1024}"#,
+        )?;
+        let mut config = Config::default();
+        flat.apply(&mut config)?;
+        assert_eq!(config.policy.write_prefixes, Some(vec!["/var/tmp".into()]));
+        assert_eq!(config.policy.exec_programs, None);
+        assert_eq!(config.policy.file_max_write, Some(1024));
+        let bad: KvmManagerConfig = serde_json::from_str(r#"{"channel_name": "../x"}"#)?;
+        assert!(bad.apply(&mut Config::default()).is_err());
         Ok(())
     }
 

@@ -1,6 +1,13 @@
-//! Command registry and dispatch: name → policy gate → argument validation → typed handler.
+//! Command registry and dispatch: name → policy gate → argument validation → typed handler →
+//! audit line.
+//!
+//! Every request of every dialect and channel goes through [`Dispatcher::execute`], so the policy
+//! gate and the audit log see everything. A JSON-RPC method of the KVM Manager API is registered
+//! with the QGA commands it rides on ([`Registry::add_method`]): it is refused whenever one of
+//! them is disabled, and it is not listed by `guest-info` (qemu-ga clients never see it).
 
 use crate::agent::Agent;
+use crate::policy::audit::{self, Caller};
 use porthole_proto::commands::{CommandInfo, CommandSpec};
 use porthole_proto::schema::validate;
 use porthole_proto::CommandError;
@@ -57,6 +64,10 @@ impl Payload {
 struct Entry {
     spec: CommandSpec,
     handler: Handler,
+    /// QGA commands this one is also gated as.
+    rides_on: &'static [&'static str],
+    /// Listed by `guest-info`.
+    listed: bool,
 }
 
 /// The commands an agent serves, in the order `guest-info` lists them.
@@ -98,7 +109,28 @@ impl Registry {
         self.entries.push(Entry {
             spec,
             handler: Box::new(handler),
+            rides_on: &[],
+            listed: true,
         });
+    }
+
+    /// Registers a JSON-RPC method (KVM Manager API) that runs what the QGA commands `rides_on`
+    /// run: gated as itself and as each of them, and not listed by `guest-info`.
+    pub fn add_method<A, F, Fut>(
+        &mut self,
+        spec: CommandSpec,
+        rides_on: &'static [&'static str],
+        handler: F,
+    ) where
+        A: DeserializeOwned + Send + 'static,
+        F: Fn(Arc<Agent>, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, CommandError>> + Send + 'static,
+    {
+        self.add(spec, handler);
+        if let Some(entry) = self.entries.last_mut() {
+            entry.rides_on = rides_on;
+            entry.listed = false;
+        }
     }
 
     fn find(&self, name: &str) -> Option<&Entry> {
@@ -109,9 +141,20 @@ impl Registry {
         self.entries.iter().map(|e| &e.spec)
     }
 
+    /// The JSON-RPC methods and the QGA commands each rides on.
+    pub fn methods(&self) -> impl Iterator<Item = (&'static str, &'static [&'static str])> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| !e.listed)
+            .map(|e| (e.spec.name, e.rides_on))
+    }
+
     /// `guest-info`'s `supported_commands` under `enabled`.
     pub fn command_list(&self, enabled: impl Fn(&str) -> bool) -> Vec<CommandInfo> {
-        self.specs()
+        self.entries
+            .iter()
+            .filter(|e| e.listed)
+            .map(|e| &e.spec)
             .map(|spec| CommandInfo {
                 name: spec.name.to_string(),
                 enabled: enabled(spec.name),
@@ -143,22 +186,41 @@ impl Dispatcher {
         &self.agent
     }
 
-    /// Runs one request: lookup, policy gate, validation, handler.
-    pub async fn execute(&self, name: &str, arguments: Map<String, Value>) -> Outcome {
+    /// Runs one request: lookup, policy gate, validation, handler, audit.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Outcome {
         let Some(entry) = self.registry.find(name) else {
             return Outcome::Reply(Err(CommandError::command_not_found(name)));
         };
-        if let Err(refusal) = self.agent.policy.check_command(name) {
+        // The summary is taken before the handler consumes the arguments.
+        let audited =
+            audit::is_state_changing(name, &arguments).then(|| audit::summarize(&arguments));
+        let record = |result: Result<(), &CommandError>| {
+            if let Some(summary) = &audited {
+                let outcome = audit::outcome(&result);
+                self.agent.audit.record(name, summary, caller, &outcome);
+            }
+        };
+        if let Err(refusal) = self.agent.policy.check_command_as(name, entry.rides_on) {
+            record(Err(&refusal));
             return Outcome::Reply(Err(refusal));
         }
-        // policy: the freeze gate lives with the freeze state; it could join the policy.
+        // While frozen only the freeze-safe commands run (qemu-ga's rule); the gate lives with
+        // the freeze state it reads.
         if let Err(refusal) = crate::commands::freeze::refuse_while_frozen(&self.agent, name) {
+            record(Err(&refusal));
             return Outcome::Reply(Err(refusal));
         }
         if let Err(invalid) = validate(&arguments, entry.spec.params) {
+            record(Err(&invalid));
             return Outcome::Reply(Err(invalid));
         }
         let result = (entry.handler)(self.agent.clone(), arguments).await;
+        record(result.as_ref().map(|_| ()));
         match result {
             Ok(_) if !entry.spec.success_response => Outcome::Silent,
             other => Outcome::Reply(other),

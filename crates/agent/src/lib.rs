@@ -18,10 +18,20 @@ pub mod transport;
 
 use std::sync::Arc;
 
+/// Why an agent could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+}
+
 /// Builds the dispatcher for a configuration: registry, policy, shared state.
-pub fn build(config: config::Config) -> Result<dispatch::Dispatcher, state::StateError> {
+pub fn build(config: config::Config) -> Result<dispatch::Dispatcher, BuildError> {
+    let policy = policy::Policy::from_config(&config)?;
+    policy.prepare_spool();
     let state = state::StateDir::open(&config.statedir)?;
-    let policy = policy::Policy::new(&config.block_rpcs, config.allow_rpcs.as_deref());
     let registry = commands::registry();
     let list = registry.command_list(|name| policy.command_enabled(name));
     let agent = Arc::new(agent::Agent::new(config, policy, list, state));

@@ -7,11 +7,13 @@
 //! right now (virtio-serial).
 
 use crate::dispatch::{Dispatcher, Outcome, Payload};
+use crate::policy::Caller;
 use base64::Engine as _;
 use porthole_proto::envelope::{encode_batch, Decoded, Rejection};
 use porthole_proto::framer::RESET_BYTE;
 use porthole_proto::{
     decode, encode_reply, encode_reply_around, CommandError, Dialect, ErrorKind, Frame, Framer,
+    Limits,
 };
 use serde_json::Value;
 use std::io;
@@ -115,14 +117,22 @@ pub struct Session<'a> {
     dispatcher: &'a Dispatcher,
     framer: Framer,
     dialect: Dialect,
+    /// Who is at the other end, for the audit log.
+    caller: Caller,
 }
 
 impl<'a> Session<'a> {
-    pub fn new(dispatcher: &'a Dispatcher) -> Self {
+    /// A session whose requests are capped at the policy's `max-message`.
+    pub fn new(dispatcher: &'a Dispatcher, caller: Caller) -> Self {
+        let limits = Limits {
+            max_message_bytes: dispatcher.agent().policy.max_message,
+            ..Limits::default()
+        };
         Self {
             dispatcher,
-            framer: Framer::default(),
+            framer: Framer::new(limits),
             dialect: Dialect::Qga,
+            caller,
         }
     }
 
@@ -154,7 +164,7 @@ impl<'a> Session<'a> {
                 let delimited = request.command == "guest-sync-delimited";
                 let outcome = self
                     .dispatcher
-                    .execute(&request.command, request.arguments)
+                    .execute(&self.caller, &request.command, request.arguments)
                     .await;
                 if let Outcome::Reply(result) = outcome {
                     if delimited && result.is_ok() {
@@ -172,7 +182,7 @@ impl<'a> Session<'a> {
                         Ok(request) => {
                             let outcome = self
                                 .dispatcher
-                                .execute(&request.command, request.arguments)
+                                .execute(&self.caller, &request.command, request.arguments)
                                 .await;
                             if let Outcome::Reply(result) = outcome {
                                 replies.push((request.id, result.map(Payload::into_value)));
@@ -223,11 +233,16 @@ fn encode_payload(
 }
 
 /// Serves one channel until it closes (sockets) or forever (devices).
-pub async fn serve<S>(mut stream: S, dispatcher: &Dispatcher, on_eof: OnEof) -> io::Result<()>
+pub async fn serve<S>(
+    mut stream: S,
+    dispatcher: &Dispatcher,
+    on_eof: OnEof,
+    caller: Caller,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut session = Session::new(dispatcher);
+    let mut session = Session::new(dispatcher, caller);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = match stream.read(&mut buf).await {

@@ -39,12 +39,15 @@ impl ErrorKind {
         }
     }
 
-    /// The JSON-RPC 2.0 `code`: the standard ones, plus the -32000 range of the KVM Manager agent API.
+    /// The JSON-RPC 2.0 `code`: the standard ones, plus the -32000 range of the KVM Manager agent
+    /// API (-32000 command failed, -32001 permission denied, -32002 not found, -32003 timeout).
     pub fn jsonrpc_code(self) -> i64 {
         match self {
             ErrorKind::Parse => -32700,
             ErrorKind::InvalidRequest => -32600,
-            ErrorKind::CommandNotFound | ErrorKind::CommandDisabled => -32601,
+            ErrorKind::CommandNotFound => -32601,
+            // A policy refusal, like a refused path: the method exists.
+            ErrorKind::CommandDisabled => -32001,
             ErrorKind::InvalidParams => -32602,
             ErrorKind::Internal => -32603,
             ErrorKind::Failed => -32000,
@@ -112,10 +115,52 @@ impl CommandError {
         Self::new(ErrorKind::CommandDisabled, desc)
     }
 
+    /// A command disabled by a policy rule other than `-b`/`-a`, naming the rule:
+    /// `Command guest-exec has been disabled (policy: hardened profile)`.
+    pub fn command_refused(command: &str, rule: &str) -> Self {
+        Self::new(
+            ErrorKind::CommandDisabled,
+            format!("Command {command} has been disabled (policy: {rule})"),
+        )
+    }
+
+    /// A policy refusal of the arguments (a path, a program, a size).
+    pub fn permission_denied(desc: impl Into<String>) -> Self {
+        Self::new(ErrorKind::PermissionDenied, desc)
+    }
+
+    pub fn timeout(desc: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, desc)
+    }
+
     /// qemu's text for an argument value out of range (`value '-1' is invalid for argument count`).
     pub fn invalid_value(value: impl fmt::Display, argument: &str) -> Self {
         Self::failed(format!(
             "value '{value}' is invalid for argument {argument}"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_refusals_are_permission_denied_in_jsonrpc() {
+        let refused = CommandError::command_refused("guest-exec", "hardened profile");
+        assert_eq!(
+            refused.desc,
+            "Command guest-exec has been disabled (policy: hardened profile)"
+        );
+        assert_eq!(refused.kind.qga_class(), "CommandNotFound");
+        assert_eq!(refused.kind.jsonrpc_code(), -32001);
+        assert_eq!(ErrorKind::CommandNotFound.jsonrpc_code(), -32601);
+        assert_eq!(CommandError::timeout("t").kind.jsonrpc_code(), -32003);
+        assert_eq!(CommandError::not_found("n").kind.jsonrpc_code(), -32002);
+        assert_eq!(CommandError::failed("f").kind.jsonrpc_code(), -32000);
+        assert_eq!(
+            CommandError::permission_denied("p").kind.qga_class(),
+            "GenericError"
+        );
     }
 }

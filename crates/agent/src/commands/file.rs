@@ -10,15 +10,15 @@ use crate::dispatch::{Payload, Streamed};
 use crate::state::StateDir;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use nix::fcntl::OFlag;
 use porthole_proto::commands::{
     FileOpenArgs, FileReadArgs, FileSeekArgs, FileWriteArgs, HandleArgs, Whence,
 };
 use porthole_proto::CommandError;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// qemu-ga's cap on one guest-file-read.
@@ -105,39 +105,33 @@ fn lock_file(entry: &Mutex<OpenFile>) -> Result<MutexGuard<'_, OpenFile>, Comman
         .map_err(|_| CommandError::internal("file handle lock poisoned"))
 }
 
-/// fopen(3) modes, as qemu-ga accepts them, mapped to open(2) options.
-fn open_options(mode: &str) -> Option<OpenOptions> {
-    let mut options = OpenOptions::new();
+/// fopen(3) modes, as qemu-ga accepts them, mapped to open(2) flags.
+pub fn open_flags(mode: &str) -> Option<OFlag> {
     let base: String = mode.chars().filter(|c| *c != 'b').collect();
     // 'b' may appear once, after the letter or after '+'.
     if mode.matches('b').count() > 1 || mode.starts_with('b') {
         return None;
     }
-    match base.as_str() {
-        "r" => options.read(true),
-        "r+" => options.read(true).write(true),
-        "w" => options.write(true).create(true).truncate(true),
-        "w+" => options.read(true).write(true).create(true).truncate(true),
-        "a" => options.append(true).create(true),
-        "a+" => options.read(true).append(true).create(true),
+    let (rw, create) = (OFlag::O_RDWR, OFlag::O_CREAT);
+    Some(match base.as_str() {
+        "r" => OFlag::O_RDONLY,
+        "r+" => rw,
+        "w" => OFlag::O_WRONLY | create | OFlag::O_TRUNC,
+        "w+" => rw | create | OFlag::O_TRUNC,
+        "a" => OFlag::O_WRONLY | create | OFlag::O_APPEND,
+        "a+" => rw | create | OFlag::O_APPEND,
         _ => return None,
-    };
-    options.mode(0o666).custom_flags(libc::O_NOCTTY);
-    Some(options)
+    })
 }
 
+/// Opens through the policy: modes that write need a write prefix, reads a read prefix (the
+/// default policy allows every path, as qemu-ga does).
 pub async fn open(agent: Arc<Agent>, args: FileOpenArgs) -> Result<Value, CommandError> {
     blocking(move || {
         let mode = args.mode.as_deref().unwrap_or("r");
-        let options = open_options(mode)
+        let flags = open_flags(mode)
             .ok_or_else(|| CommandError::failed(format!("invalid file open mode '{mode}'")))?;
-        let file = options.open(&args.path).map_err(|e| {
-            CommandError::failed(format!(
-                "failed to open file '{}' (mode: '{mode}'): {}",
-                args.path,
-                errno_text(&e)
-            ))
-        })?;
+        let file = agent.policy.open(&args.path, flags, mode)?;
         Ok(json!(agent.files.insert(file)?))
     })
     .await
@@ -149,6 +143,7 @@ pub async fn read(agent: Arc<Agent>, args: FileReadArgs) -> Result<Payload, Comm
     if !(0..=READ_LIMIT).contains(&count) {
         return Err(CommandError::invalid_value(count, "count"));
     }
+    agent.policy.check_read_size(count as u64)?;
     let entry = agent.files.get(args.handle)?;
     blocking(move || {
         let mut open = lock_file(&entry)?;
@@ -198,6 +193,7 @@ pub async fn write(agent: Arc<Agent>, args: FileWriteArgs) -> Result<Value, Comm
             .filter(|n| *n <= data.len())
             .ok_or_else(|| CommandError::invalid_value(count, "count"))?;
         let mut open = lock_file(&entry)?;
+        check_write(&agent, &mut open.file, len)?;
         open.file.write_all(&data[..len]).map_err(|e| {
             CommandError::failed(format!("failed to write to file: {}", errno_text(&e)))
         })?;
@@ -205,6 +201,25 @@ pub async fn write(agent: Arc<Agent>, args: FileWriteArgs) -> Result<Value, Comm
         Ok(json!({"count": len, "eof": false}))
     })
     .await
+}
+
+/// The policy's size caps for a write of `len` bytes at the file's current offset (its end for
+/// an append-mode file).
+fn check_write(agent: &Agent, file: &mut File, len: usize) -> Result<(), CommandError> {
+    let policy = &agent.policy;
+    if policy.files.max_write.is_none() && policy.files.max_size.is_none() {
+        return Ok(());
+    }
+    let append = nix::fcntl::fcntl(&*file, nix::fcntl::FcntlArg::F_GETFL)
+        .map(|bits| OFlag::from_bits_truncate(bits).contains(OFlag::O_APPEND))
+        .unwrap_or(true);
+    let at = if append {
+        file.metadata().map(|m| m.len())
+    } else {
+        file.stream_position()
+    }
+    .map_err(|e| CommandError::failed(format!("failed to write to file: {}", errno_text(&e))))?;
+    policy.check_write_size(len as u64, at.saturating_add(len as u64))
 }
 
 fn seek_from(whence: &Whence, offset: i64) -> Result<SeekFrom, CommandError> {
@@ -276,10 +291,10 @@ mod tests {
             "r", "rb", "w", "wb", "a", "ab", "r+", "rb+", "r+b", "w+", "wb+", "w+b", "a+", "ab+",
             "a+b",
         ] {
-            assert!(open_options(ok).is_some(), "{ok}");
+            assert!(open_flags(ok).is_some(), "{ok}");
         }
         for bad in ["", "zz", "rr", "br", "rbb", "x", "r+x"] {
-            assert!(open_options(bad).is_none(), "{bad}");
+            assert!(open_flags(bad).is_none(), "{bad}");
         }
     }
 

@@ -12,6 +12,7 @@ pub mod file;
 pub mod freeze;
 pub mod fsinfo;
 pub mod fstrim;
+pub mod kvmmanager;
 pub mod memory;
 pub mod network;
 pub mod password;
@@ -79,6 +80,7 @@ pub fn registry() -> Registry {
     r.add(spec::GUEST_GET_MEMORY_BLOCKS, memory::get_blocks);
     r.add(spec::GUEST_SET_MEMORY_BLOCKS, memory::set_blocks);
     r.add(spec::GUEST_GET_MEMORY_BLOCK_INFO, memory::block_info);
+    kvmmanager::register(&mut r);
     r
 }
 

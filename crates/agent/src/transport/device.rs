@@ -9,6 +9,7 @@
 use super::TransportError;
 use crate::config::{DEFAULT_SERIAL_PATH, DEFAULT_VIRTIO_PORT};
 use crate::dispatch::Dispatcher;
+use crate::policy::{Caller, Peer};
 use crate::session::{self, OnEof};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -134,7 +135,8 @@ async fn serve_device(
     let fd = unsafe { AsyncFd::register(file) }.map_err(|e| io_err(e.into()))?;
     let device = Device { fd };
     tracing::info!("listening on {method} {}", path.display());
-    match session::serve(device, dispatcher, OnEof::Poll(IDLE_POLL)).await {
+    let caller = Caller::new(format!("{method} {}", path.display()), Peer::Host);
+    match session::serve(device, dispatcher, OnEof::Poll(IDLE_POLL), caller).await {
         Ok(()) => Ok(()),
         Err(e) if retry => {
             tracing::warn!("{method} {}: {e}; reopening", path.display());

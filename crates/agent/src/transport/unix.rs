@@ -2,6 +2,7 @@
 
 use super::TransportError;
 use crate::dispatch::Dispatcher;
+use crate::policy::{Caller, Peer};
 use crate::session::{self, OnEof};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::PathBuf;
@@ -29,8 +30,19 @@ pub async fn serve(path: PathBuf, dispatcher: Arc<Dispatcher>) -> Result<(), Tra
         match listener.accept().await {
             Ok((stream, _)) => {
                 let dispatcher = dispatcher.clone();
+                // SO_PEERCRED: who connected, for the audit log.
+                let peer = match stream.peer_cred() {
+                    Ok(cred) => Peer::Unix {
+                        uid: cred.uid(),
+                        gid: cred.gid(),
+                        pid: cred.pid(),
+                    },
+                    Err(_) => Peer::Host,
+                };
+                let caller = Caller::new(format!("unix-listen {}", path.display()), peer);
                 tokio::spawn(async move {
-                    if let Err(e) = session::serve(stream, &dispatcher, OnEof::Close).await {
+                    if let Err(e) = session::serve(stream, &dispatcher, OnEof::Close, caller).await
+                    {
                         tracing::debug!("unix client: {e}");
                     }
                 });

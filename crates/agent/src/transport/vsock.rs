@@ -7,6 +7,7 @@
 use super::TransportError;
 use crate::config::DEFAULT_VSOCK_PORT;
 use crate::dispatch::Dispatcher;
+use crate::policy::{Caller, Peer};
 use crate::session::{self, OnEof};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +51,16 @@ pub async fn serve(
         match listener.accept().await {
             Ok((stream, peer)) if allowed.contains(&peer.cid()) => {
                 let dispatcher = dispatcher.clone();
+                let caller = Caller::new(
+                    format!("vsock-listen {port}"),
+                    Peer::Vsock {
+                        cid: peer.cid(),
+                        port: peer.port(),
+                    },
+                );
                 tokio::spawn(async move {
-                    if let Err(e) = session::serve(stream, &dispatcher, OnEof::Close).await {
+                    if let Err(e) = session::serve(stream, &dispatcher, OnEof::Close, caller).await
+                    {
                         tracing::debug!("vsock client: {e}");
                     }
                 });
