@@ -185,6 +185,9 @@ pub fn read_partition_table(disk: &Dev) -> Result<Option<PartitionTable>> {
         return Ok(None);
     }
     let sector0 = read_at(disk.as_ref(), 0, SECTOR as usize)?;
+    if is_filesystem_boot_sector(&sector0) {
+        return Ok(None);
+    }
     let Some(mbr) = mbr::Mbr::parse(&sector0) else {
         return Ok(None);
     };
@@ -193,6 +196,27 @@ pub fn read_partition_table(disk: &Dev) -> Result<Option<PartitionTable>> {
     } else {
         mbr::read(disk, &mbr).map(Some)
     }
+}
+
+/// Whether sector 0 is a FAT, exFAT or NTFS boot sector: a filesystem on the whole disk. Their
+/// boot sectors end in 0x55AA like an MBR, and their boot code where an MBR's table would be
+/// reads as garbage partitions, so they are told apart first, as libblkid does: by NTFS's and
+/// exFAT's OEM ids, and by a FAT BIOS parameter block whose fields all hold plausible values.
+pub fn is_filesystem_boot_sector(sector: &[u8]) -> bool {
+    let oem = sector.get(3..11);
+    if oem == Some(b"NTFS    ") || oem == Some(b"EXFAT   ") {
+        return true;
+    }
+    let byte = |at: usize| sector.get(at).copied().unwrap_or(0);
+    let word = |at: usize| u16::from_le_bytes([byte(at), byte(at + 1)]);
+    let jump = (byte(0) == 0xEB && byte(2) == 0x90) || byte(0) == 0xE9;
+    let bytes_per_sector = word(11);
+    let sectors_per_cluster = byte(13);
+    jump && matches!(bytes_per_sector, 512 | 1024 | 2048 | 4096)
+        && sectors_per_cluster.is_power_of_two()
+        && word(14) >= 1 // reserved sectors
+        && matches!(byte(16), 1 | 2) // number of FATs
+        && (byte(21) == 0xF0 || byte(21) >= 0xF8) // media descriptor
 }
 
 /// 4096 when a GPT header ("EFI PART") is at LBA 1 or the last LBA only when counting in

@@ -447,3 +447,36 @@ fn gpt_with_4096_byte_sectors() {
     assert!(table.used_backup_gpt && table.sector_size == 4096);
     assert_eq!(table.partitions.len(), 3);
 }
+
+/// A FAT or NTFS filesystem on the whole disk ends its boot sector in 0x55AA like an MBR; it is
+/// a filesystem, not a partition table (as blkid says), whatever its boot code looks like.
+#[test]
+fn whole_disk_fat_and_ntfs_are_not_partition_tables() {
+    let images = cached(
+        "whole-disk fat12 fat16 fat32 ntfs v1",
+        &["fat12", "fat16", "fat32", "ntfs"],
+        |p| {
+            for (path, (size, args)) in p.iter().zip([
+                (4u64, vec!["-F", "12"]),
+                (32, vec!["-F", "16"]),
+                (64, vec!["-F", "32", "-s", "1"]),
+            ]) {
+                truncate(path, size << 20);
+                let mut all = args;
+                let target = path.to_string_lossy().into_owned();
+                all.push(&target);
+                run("mkfs.vfat", "dosfstools", &all, None);
+            }
+            truncate(&p[3], 8 << 20);
+            run("mkntfs", "ntfs-3g", &["-F", "-Q", &p[3].to_string_lossy()], None);
+        },
+    );
+    for image in &images {
+        let table = read_partition_table(&open(image)).unwrap();
+        assert!(table.is_none(), "{}: read as {table:?}", image.display());
+    }
+    // A FAT partition inside a real MBR is still a partition.
+    let disk = build(MBR_SCRIPT, "mbr-for-vbr-check");
+    let table = read_partition_table(&open(&disk)).unwrap();
+    assert!(table.is_some_and(|t| !t.partitions.is_empty()));
+}
