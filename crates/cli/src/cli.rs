@@ -261,7 +261,13 @@ mod tests {
             Some(Endpoint::Vsock { cid: 3, port: 1234 })
         );
         assert_eq!(
-            endpoint(&["porthole", "agent", "--hybrid-vsock", "/run/v.sock:52", "os"])?,
+            endpoint(&[
+                "porthole",
+                "agent",
+                "--hybrid-vsock",
+                "/run/v.sock:52",
+                "os"
+            ])?,
             Some(Endpoint::HybridVsock {
                 path: "/run/v.sock".into(),
                 port: 52
@@ -293,7 +299,9 @@ mod tests {
                 "porthole", "agent", "--socket", "s", "shutdown", "--mode", "off",
             ],
             &["porthole", "agent", "ping"],
-            &["porthole", "agent", "--socket", "s", "--vsock", "3:1", "ping"],
+            &[
+                "porthole", "agent", "--socket", "s", "--vsock", "3:1", "ping",
+            ],
             &["porthole", "agent", "--vsock", "3", "ping"],
             &["porthole", "agent", "--hybrid-vsock", "/run/v.sock", "ping"],
         ] {

@@ -22,7 +22,9 @@ pub enum ClientError {
     #[error("cannot connect to {}: {source}", path.display())]
     Connect { path: PathBuf, source: io::Error },
 
-    #[error("cannot use AF_VSOCK on this host ({source}): load the vsock module (modprobe vhost_vsock)")]
+    #[error(
+        "cannot use AF_VSOCK on this host ({source}): load the vsock module (modprobe vhost_vsock)"
+    )]
     VsockUnavailable { source: io::Error },
 
     #[error("cannot connect to vsock {cid}:{port}: {source}{hint}")]

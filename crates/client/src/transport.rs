@@ -52,9 +52,7 @@ impl Endpoint {
     pub fn connect(&self, timeout: Duration) -> Result<Box<dyn Transport>, ClientError> {
         match self {
             Endpoint::Unix(path) => Ok(Box::new(UnixTransport::connect(path.clone(), timeout)?)),
-            Endpoint::Vsock { cid, port } => {
-                Ok(Box::new(vsock::connect(*cid, *port, timeout)?))
-            }
+            Endpoint::Vsock { cid, port } => Ok(Box::new(vsock::connect(*cid, *port, timeout)?)),
             Endpoint::HybridVsock { path, port } => {
                 Ok(Box::new(hybrid::connect(path, *port, timeout)?))
             }

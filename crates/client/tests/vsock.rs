@@ -90,7 +90,10 @@ fn stand_in_vmm(dir: &Path, agent: Option<PathBuf>, vmm: Vmm) -> (PathBuf, Arc<A
                 (Vmm::RefuseThenRelay(refusals), _) if n < refusals => drop(stream),
                 (Vmm::RefuseThenRelay(_), Some(agent)) => {
                     stream.write_all(b"OK 1073741824\n").expect("ack");
-                    relay(stream, UnixStream::connect(agent).expect("connect to the agent"));
+                    relay(
+                        stream,
+                        UnixStream::connect(agent).expect("connect to the agent"),
+                    );
                 }
                 (Vmm::Answer(text), _) => {
                     let _ = stream.write_all(text.as_bytes());
@@ -105,7 +108,10 @@ fn stand_in_vmm(dir: &Path, agent: Option<PathBuf>, vmm: Vmm) -> (PathBuf, Arc<A
 /// Copies bytes both ways until either side closes.
 fn relay(client: UnixStream, agent: UnixStream) {
     let pairs = [
-        (client.try_clone().expect("clone"), agent.try_clone().expect("clone")),
+        (
+            client.try_clone().expect("clone"),
+            agent.try_clone().expect("clone"),
+        ),
         (agent, client),
     ];
     for (mut from, mut to) in pairs {
@@ -121,15 +127,26 @@ fn hybrid_vsock_retries_until_the_guest_listens() {
     for kind in agent_kinds() {
         let agent = Agent::start(kind, &[]);
         let dir = tempfile::tempdir().expect("tempdir");
-        let (path, count) =
-            stand_in_vmm(dir.path(), Some(agent.socket.clone()), Vmm::RefuseThenRelay(3));
+        let (path, count) = stand_in_vmm(
+            dir.path(),
+            Some(agent.socket.clone()),
+            Vmm::RefuseThenRelay(3),
+        );
         let endpoint = Endpoint::HybridVsock { path, port: 1234 };
         let mut client = Client::connect(&endpoint, options(Duration::from_secs(5)))
             .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
         client.ping().unwrap_or_else(|e| panic!("{kind:?}: {e}"));
         assert!(client.host_name().is_ok(), "{kind:?}");
-        assert_eq!(count.load(Ordering::SeqCst), 4, "{kind:?}: three refusals, one success");
-        assert!(client.describe().starts_with("hybrid-vsock:"), "{}", client.describe());
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            4,
+            "{kind:?}: three refusals, one success"
+        );
+        assert!(
+            client.describe().starts_with("hybrid-vsock:"),
+            "{}",
+            client.describe()
+        );
     }
 }
 
@@ -140,9 +157,19 @@ fn hybrid_vsock_names_a_guest_that_never_listens() {
     let endpoint = Endpoint::HybridVsock { path, port: 1234 };
     let start = Instant::now();
     let error = Client::connect(&endpoint, options(Duration::from_secs(1))).expect_err("refused");
-    assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
-    assert!(matches!(error, ClientError::GuestNotListening { .. }), "{error:?}");
-    assert!(error.to_string().contains("nothing in the guest listens"), "{error}");
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(error, ClientError::GuestNotListening { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("nothing in the guest listens"),
+        "{error}"
+    );
     assert!(count.load(Ordering::SeqCst) > 1, "it retried");
 }
 
@@ -154,7 +181,10 @@ fn hybrid_vsock_reports_what_the_vmm_said() {
         let endpoint = Endpoint::HybridVsock { path, port: 1234 };
         let error = Client::connect(&endpoint, options(Duration::from_secs(2))).expect_err(answer);
         let text = error.to_string();
-        assert!(matches!(error, ClientError::HybridVsock { .. }), "{error:?}");
+        assert!(
+            matches!(error, ClientError::HybridVsock { .. }),
+            "{error:?}"
+        );
         assert!(text.contains(answer.trim_end()), "{text}");
     }
 }
@@ -166,5 +196,8 @@ fn hybrid_vsock_without_a_socket_says_so() {
         port: 1234,
     };
     let error = Client::connect(&endpoint, options(Duration::from_secs(1))).expect_err("missing");
-    assert!(matches!(error, ClientError::NoSuchSocket { .. }), "{error:?}");
+    assert!(
+        matches!(error, ClientError::NoSuchSocket { .. }),
+        "{error:?}"
+    );
 }

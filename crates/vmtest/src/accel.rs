@@ -74,7 +74,14 @@ fn decide(image: &Image) -> (Accel, String) {
 fn probe_kvm(kernel: &Path) -> bool {
     let child = Command::new("qemu-system-x86_64")
         .args(Accel::Kvm.qemu_args())
-        .args(["-m", "128", "-nodefaults", "-no-user-config", "-display", "none"])
+        .args([
+            "-m",
+            "128",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+        ])
         .args(["-no-reboot", "-kernel"])
         .arg(kernel)
         .args(["-append", "console=ttyS0 panic=-1 quiet"])

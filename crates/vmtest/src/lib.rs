@@ -15,8 +15,8 @@
 pub mod accel;
 pub mod disk;
 mod error;
-mod tool;
 pub mod image;
+mod tool;
 pub mod vm;
 pub mod vsockd;
 

@@ -33,7 +33,11 @@ fn run(vsock: bool) -> Result<(), porthole_vmtest::VmError> {
     println!("qga-socket={}", vm.qga_socket().display());
     println!("porthole-socket={}", vm.porthole_socket().display());
     if let Some(path) = vm.hybrid_vsock_socket() {
-        println!("hybrid-vsock={}:{}", path.display(), porthole_vmtest::AGENT_VSOCK_PORT);
+        println!(
+            "hybrid-vsock={}:{}",
+            path.display(),
+            porthole_vmtest::AGENT_VSOCK_PORT
+        );
     }
     println!("console-log={}", vm.dir().join("console.log").display());
     println!("ready");

@@ -241,7 +241,14 @@ fn qemu_command(dir: &Path, image: &Image, accel: Accel, config: &VmConfig) -> C
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args(accel.qemu_args())
         .args(["-m", &format!("{mib}M"), "-smp", "1"])
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-vga", "none"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-vga",
+            "none",
+        ])
         // A guest reboot or panic ends QEMU instead of looping.
         .arg("-no-reboot")
         .arg("-kernel")
@@ -271,6 +278,9 @@ fn qemu_command(dir: &Path, image: &Image, accel: Accel, config: &VmConfig) -> C
     qemu.args(["-drive", &drive])
         .args(["-device", "virtio-blk-pci,drive=data,serial=porthole-data"])
         .args(["-netdev", "user,id=net0,restrict=on"])
-        .args(["-device", "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"]);
+        .args([
+            "-device",
+            "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56",
+        ]);
     qemu
 }

@@ -94,7 +94,8 @@ fn sh(client: &mut Client, script: &str) -> Result<String, String> {
 #[test]
 fn guest_vm_end_to_end() {
     let start = Instant::now();
-    let mut vm = Vm::start(VmConfig::default()).unwrap_or_else(|e| panic!("cannot start the VM: {e}"));
+    let mut vm =
+        Vm::start(VmConfig::default()).unwrap_or_else(|e| panic!("cannot start the VM: {e}"));
     let booted = vm
         .wait_for_agent()
         .unwrap_or_else(|e| panic!("the agent in the VM did not come up: {e}"));
@@ -118,7 +119,10 @@ fn guest_vm_end_to_end() {
     suite.case("eth0 with the user-net address", network);
     suite.case("hybrid vsock ping and exec", hybrid_vsock);
     suite.case("hybrid vsock port nobody listens on", hybrid_vsock_refused);
-    suite.case("client killed mid-request, then a working one", killed_client);
+    suite.case(
+        "client killed mid-request, then a working one",
+        killed_client,
+    );
     suite.case("agent killed in the guest and restarted", agent_restart);
     suite.case("guest-shutdown ends QEMU", shutdown);
 
@@ -143,7 +147,12 @@ fn ping_both_ports(suite: &mut Suite) -> Outcome {
 fn info(suite: &mut Suite) -> Outcome {
     let info = suite.client()?.info().map_err(err)?;
     check(!info.version.is_empty(), || "empty version".into())?;
-    for name in ["guest-exec", "guest-file-open", "guest-get-fsinfo", "guest-shutdown"] {
+    for name in [
+        "guest-exec",
+        "guest-file-open",
+        "guest-get-fsinfo",
+        "guest-shutdown",
+    ] {
         check(
             info.supported_commands.iter().any(|c| c.name == name),
             || format!("{name} missing from supported_commands"),
@@ -193,7 +202,10 @@ fn os_info(suite: &mut Suite) -> Outcome {
         .find_map(|l| l.strip_prefix("kernel-release "))
         .map(str::to_string);
     check(os.kernel_release == kernel, || {
-        format!("kernel-release {:?}, image has {kernel:?}", os.kernel_release)
+        format!(
+            "kernel-release {:?}, image has {kernel:?}",
+            os.kernel_release
+        )
     })?;
     check(os.machine.as_deref() == Some("x86_64"), || {
         format!("machine {:?}", os.machine)
@@ -207,9 +219,15 @@ fn exec_output(suite: &mut Suite) -> Outcome {
         "/bin/sh",
         &["-c", "echo to-stdout; echo to-stderr >&2; exit 3"],
     )?;
-    check(out.stdout == b"to-stdout\n", || format!("stdout {:?}", out.stdout))?;
-    check(out.stderr == b"to-stderr\n", || format!("stderr {:?}", out.stderr))?;
-    check(out.exitcode == Some(3), || format!("exit code {:?}", out.exitcode))?;
+    check(out.stdout == b"to-stdout\n", || {
+        format!("stdout {:?}", out.stdout)
+    })?;
+    check(out.stderr == b"to-stderr\n", || {
+        format!("stderr {:?}", out.stderr)
+    })?;
+    check(out.exitcode == Some(3), || {
+        format!("exit code {:?}", out.exitcode)
+    })?;
     let (name, contents) = disk::FILES[0];
     let cat = sh(&mut client, &format!("cat {}/{name}", disk::MOUNTPOINT))?;
     check(cat == contents, || format!("{name} reads {cat:?}"))
@@ -235,14 +253,17 @@ fn file_round_trip(suite: &mut Suite) -> Outcome {
     let mut client = suite.client()?;
     client.write_file(PATH, &data, 1 << 20).map_err(err)?;
     let guest_sum = sh(&mut client, &format!("sha256sum {PATH}"))?;
-    check(guest_sum.split_whitespace().next() == Some(&expected), || {
-        format!("guest sha256sum says {guest_sum:?}, host {expected}")
-    })?;
+    check(
+        guest_sum.split_whitespace().next() == Some(&expected),
+        || format!("guest sha256sum says {guest_sum:?}, host {expected}"),
+    )?;
     let mut back = Vec::new();
     let n = client.read_file_to(PATH, 1 << 20, &mut back).map_err(err)?;
     check(n == data.len() as u64, || format!("read {n} bytes"))?;
     let got = format!("{:x}", Sha256::digest(&back));
-    check(got == expected, || format!("read back sha256 {got}, wrote {expected}"))
+    check(got == expected, || {
+        format!("read back sha256 {got}, wrote {expected}")
+    })
 }
 
 fn fsinfo(suite: &mut Suite) -> Outcome {
@@ -298,7 +319,9 @@ fn hybrid_vsock(suite: &mut Suite) -> Outcome {
     let mut client = Client::connect(&endpoint, options()).map_err(err)?;
     client.ping().map_err(err)?;
     let uname = sh(&mut client, "uname -n")?;
-    check(uname == "porthole-vm\n", || format!("uname -n says {uname:?}"))
+    check(uname == "porthole-vm\n", || {
+        format!("uname -n says {uname:?}")
+    })
 }
 
 fn hybrid_vsock_refused(suite: &mut Suite) -> Outcome {
@@ -330,8 +353,11 @@ fn killed_client(suite: &mut Suite) -> Outcome {
         .map_err(err)?;
     drop(client);
     let mut greedy = UnixStream::connect(&socket).map_err(err)?;
-    let request = json!({"execute": "guest-file-read", "arguments": {"handle": handle, "count": 4 << 20}});
-    greedy.write_all(request.to_string().as_bytes()).map_err(err)?;
+    let request =
+        json!({"execute": "guest-file-read", "arguments": {"handle": handle, "count": 4 << 20}});
+    greedy
+        .write_all(request.to_string().as_bytes())
+        .map_err(err)?;
     drop(greedy);
     // The next client synchronises past all of it.
     let mut client = suite.client()?;
@@ -341,10 +367,14 @@ fn killed_client(suite: &mut Suite) -> Outcome {
     client
         .read_file_to(&format!("{}/{name}", disk::MOUNTPOINT), 4096, &mut out)
         .map_err(err)?;
-    check(out == contents.as_bytes(), || format!("{name} reads {out:?}"))?;
+    check(out == contents.as_bytes(), || {
+        format!("{name} reads {out:?}")
+    })?;
     // Whatever the agent did with the abandoned read, the handle is still ours to close.
     let closed = client.file_close(handle);
-    check(closed.is_ok(), || format!("closing handle {handle}: {closed:?}"))
+    check(closed.is_ok(), || {
+        format!("closing handle {handle}: {closed:?}")
+    })
 }
 
 fn agent_restart(suite: &mut Suite) -> Outcome {
@@ -353,7 +383,10 @@ fn agent_restart(suite: &mut Suite) -> Outcome {
     // The agent answers guest-exec with the pid, then the shell kills it.
     let kill = ExecArgs {
         path: "/bin/sh".into(),
-        arg: Some(vec!["-c".into(), "sleep 0.2; kill -9 $(cat /run/porthole-agent.pid)".into()]),
+        arg: Some(vec![
+            "-c".into(),
+            "sleep 0.2; kill -9 $(cat /run/porthole-agent.pid)".into(),
+        ]),
         env: None,
         input_data: None,
         capture_output: None,

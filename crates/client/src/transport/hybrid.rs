@@ -63,9 +63,10 @@ fn attempt(path: &Path, port: u32, deadline: Instant) -> Result<UnixStream, Atte
     let mut stream = connect_unix(path).map_err(Attempt::Failed)?;
     let io_failed = |e: io::Error| match e.kind() {
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Attempt::Refused,
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            Attempt::Failed(hybrid_error(path, "the VMM did not acknowledge CONNECT in time"))
-        }
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Attempt::Failed(hybrid_error(
+            path,
+            "the VMM did not acknowledge CONNECT in time",
+        )),
         _ => Attempt::Failed(hybrid_error(path, &format!("i/o error: {e}"))),
     };
     let left = remaining(deadline).map_err(io_failed)?;
@@ -124,10 +125,7 @@ mod tests {
             parse_hybrid_vsock("/run/fc/v.sock:1234"),
             Ok((PathBuf::from("/run/fc/v.sock"), 1234))
         );
-        assert_eq!(
-            parse_hybrid_vsock("a:b:52"),
-            Ok((PathBuf::from("a:b"), 52))
-        );
+        assert_eq!(parse_hybrid_vsock("a:b:52"), Ok((PathBuf::from("a:b"), 52)));
         for bad in ["/x", ":1", "/x:", "/x:port", "/x:-1"] {
             assert!(parse_hybrid_vsock(bad).is_err(), "{bad}");
         }
