@@ -3,8 +3,9 @@
 //! `/dev/kvm` being openable is not enough: in some nested setups KVM creates VMs and even runs
 //! firmware, yet a Linux kernel hangs right after the boot loader. So KVM is used only when a
 //! probe boot of the very kernel we will run gets as far as its panic for want of a root
-//! filesystem (about a second with KVM); otherwise TCG. `PORTHOLE_VM_ACCEL=kvm|tcg` skips the
-//! probe.
+//! filesystem (about a second with KVM); otherwise TCG. The verdict is kept beside the image
+//! for the rest of the host's boot (keyed by its boot id), so only the first run pays for it.
+//! `PORTHOLE_VM_ACCEL=kvm|tcg` skips the probe.
 
 use crate::image::Image;
 use std::fs::OpenOptions;
@@ -60,7 +61,26 @@ fn decide(image: &Image) -> (Accel, String) {
     if let Err(e) = OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         return (Accel::Tcg, format!("/dev/kvm is not usable ({e})"));
     }
-    if probe_kvm(&image.kernel) {
+    let verdict_file = image.dir.join("kvm-probe");
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let remembered = std::fs::read_to_string(&verdict_file)
+        .ok()
+        .and_then(|text| {
+            text.strip_prefix(boot_id.trim())
+                .map(str::trim)
+                .map(String::from)
+        });
+    let works = match remembered.as_deref() {
+        Some("kvm") => true,
+        Some("tcg") => false,
+        _ => {
+            let works = probe_kvm(&image.kernel);
+            let verdict = if works { "kvm" } else { "tcg" };
+            let _ = std::fs::write(&verdict_file, format!("{} {verdict}\n", boot_id.trim()));
+            works
+        }
+    };
+    if works {
         (Accel::Kvm, "/dev/kvm boots the kernel".into())
     } else {
         let secs = PROBE_TIMEOUT.as_secs();
