@@ -284,3 +284,40 @@ fn qemu_command(dir: &Path, image: &Image, accel: Accel, config: &VmConfig) -> C
         ]);
     qemu
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: &VmConfig) -> Vec<String> {
+        let image = Image {
+            dir: "/img".into(),
+            kernel: "/img/vmlinuz".into(),
+            initrd: "/img/initrd.img".into(),
+            manifest: String::new(),
+        };
+        let command = qemu_command(Path::new("/run/vm"), &image, Accel::Tcg, config);
+        command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn no_traffic_leaves_and_vsock_gets_shared_memory() {
+        let with = args(&VmConfig::default());
+        assert!(with.contains(&"user,id=net0,restrict=on".to_string()));
+        assert!(with.contains(&"memory-backend-memfd,id=mem0,size=512M,share=on".to_string()));
+        assert!(with.contains(&"vhost-user-vsock-pci,chardev=vsock0".to_string()));
+        assert!(with
+            .iter()
+            .any(|a| a.ends_with("path=/run/vm/porthole.sock,server=on,wait=off")));
+        let without = args(&VmConfig {
+            vsock: false,
+            ..VmConfig::default()
+        });
+        assert!(!without
+            .iter()
+            .any(|a| a.contains("vsock") || a.contains("memfd")));
+    }
+}
