@@ -28,6 +28,10 @@ packages=(
   libwin-hivex-perl  # hivexregedit --merge: build the Windows registry test hives
   util-linux         # unshare, nsenter, fsfreeze: the freeze tests' private mount namespace
   passwd             # useradd, userdel, chpasswd: throwaway users in the account tests
+  qemu-system-x86    # the test VM (crates/vmtest, scripts/vm-demo.sh)
+  busybox-static     # the test VM's userland (vm/build-image.sh)
+  cpio               # the test VM's initramfs
+  kmod               # depmod: modules.dep for the test VM's kernel modules
 )
 
 sudo=""
@@ -69,4 +73,11 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "error: cargo not found; install a Rust toolchain (1.87 or newer) first" >&2
   exit 1
+fi
+
+# rust-vmm's vhost-user vsock backend: the test VM's virtio-vsock device on hosts without
+# /dev/vhost-vsock. From crates.io; a few minutes to build once.
+if ! command -v vhost-device-vsock >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/vhost-device-vsock" ]; then
+  echo "==> cargo install vhost-device-vsock"
+  cargo install --quiet --locked vhost-device-vsock
 fi

@@ -32,12 +32,16 @@ const CAT_CHUNK: u64 = 1 << 20;
 
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let options = Options {
+        connect_timeout: args.timeout,
         handshake_timeout: args.timeout,
         call_timeout: args.timeout,
         ..Options::default()
     };
+    let endpoint = args
+        .endpoint()
+        .context("give --socket, --vsock or --hybrid-vsock")?;
     let mut session = Session {
-        client: Client::connect_unix(&args.socket, options)?,
+        client: Client::connect(&endpoint, options)?,
         json: args.json,
         timeout: args.timeout,
     };

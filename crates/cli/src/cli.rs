@@ -1,7 +1,9 @@
 //! The command-line grammar. The top level is a [`Command`] enum so that later groups
 //! (`porthole ls IMAGE`, `porthole inspect IMAGE`, ...) slot in beside `agent`.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use porthole_client::transport::{parse_hybrid_vsock, parse_vsock};
+use porthole_client::Endpoint;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -104,10 +106,17 @@ pub struct CatArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["socket", "vsock", "hybrid_vsock"])))]
 pub struct AgentArgs {
     /// The agent's host-side unix socket (the QEMU chardev or libvirt channel)
     #[arg(long, value_name = "PATH")]
-    pub socket: PathBuf,
+    pub socket: Option<PathBuf>,
+    /// The agent's vsock address (AF_VSOCK; QEMU's vhost-vsock-pci)
+    #[arg(long, value_name = "CID:PORT", value_parser = vsock_endpoint)]
+    pub vsock: Option<Endpoint>,
+    /// A hybrid vsock socket (Firecracker, Cloud Hypervisor, vhost-device-vsock) and guest port
+    #[arg(long, value_name = "PATH:PORT", value_parser = hybrid_vsock_endpoint)]
+    pub hybrid_vsock: Option<Endpoint>,
     /// Print the agent's raw return value as JSON
     #[arg(long, global = true)]
     pub json: bool,
@@ -189,6 +198,25 @@ pub enum ShutdownMode {
     Reboot,
 }
 
+impl AgentArgs {
+    /// Where the agent is (clap guarantees exactly one of the three options).
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.socket
+            .clone()
+            .map(Endpoint::Unix)
+            .or_else(|| self.vsock.clone())
+            .or_else(|| self.hybrid_vsock.clone())
+    }
+}
+
+fn vsock_endpoint(text: &str) -> Result<Endpoint, String> {
+    parse_vsock(text).map(|(cid, port)| Endpoint::Vsock { cid, port })
+}
+
+fn hybrid_vsock_endpoint(text: &str) -> Result<Endpoint, String> {
+    parse_hybrid_vsock(text).map(|(path, port)| Endpoint::HybridVsock { path, port })
+}
+
 impl ShutdownMode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -244,6 +272,38 @@ mod tests {
     }
 
     #[test]
+    fn vsock_targets() -> Result<(), clap::Error> {
+        let endpoint = |args: &[&str]| -> Result<Option<Endpoint>, clap::Error> {
+            let Command::Agent(agent) = Cli::try_parse_from(args)?.command else {
+                panic!("not agent");
+            };
+            Ok(agent.endpoint())
+        };
+        assert_eq!(
+            endpoint(&["porthole", "agent", "--vsock", "3:1234", "ping"])?,
+            Some(Endpoint::Vsock { cid: 3, port: 1234 })
+        );
+        assert_eq!(
+            endpoint(&[
+                "porthole",
+                "agent",
+                "--hybrid-vsock",
+                "/run/v.sock:52",
+                "os"
+            ])?,
+            Some(Endpoint::HybridVsock {
+                path: "/run/v.sock".into(),
+                port: 52
+            })
+        );
+        assert_eq!(
+            endpoint(&["porthole", "agent", "--socket", "/s", "os"])?,
+            Some(Endpoint::Unix("/s".into()))
+        );
+        Ok(())
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for args in [
             &[
@@ -261,6 +321,12 @@ mod tests {
             &[
                 "porthole", "agent", "--socket", "s", "shutdown", "--mode", "off",
             ],
+            &["porthole", "agent", "ping"],
+            &[
+                "porthole", "agent", "--socket", "s", "--vsock", "3:1", "ping",
+            ],
+            &["porthole", "agent", "--vsock", "3", "ping"],
+            &["porthole", "agent", "--hybrid-vsock", "/run/v.sock", "ping"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -23,6 +23,33 @@ pub enum ClientError {
     Connect { path: PathBuf, source: io::Error },
 
     #[error(
+        "cannot use AF_VSOCK on this host ({source}): load the vsock module (modprobe vhost_vsock)"
+    )]
+    VsockUnavailable { source: io::Error },
+
+    #[error("cannot connect to vsock {cid}:{port}: {source}{hint}")]
+    VsockConnect {
+        cid: u32,
+        port: u32,
+        source: io::Error,
+        /// The likely cause for the errno, with a leading separator, or empty.
+        hint: &'static str,
+    },
+
+    #[error("could not connect to {endpoint} within {}", secs(*timeout))]
+    ConnectTimeout { endpoint: String, timeout: Duration },
+
+    #[error(
+        "nothing in the guest listens on {endpoint}: the VMM closed every connection for {} \
+         (is the agent running with vsock-listen on that port?)",
+        secs(*timeout)
+    )]
+    GuestNotListening { endpoint: String, timeout: Duration },
+
+    #[error("hybrid vsock {}: {detail}", path.display())]
+    HybridVsock { path: PathBuf, detail: String },
+
+    #[error(
         "the agent did not answer guest-sync-delimited within {}: is the agent running inside the \
          guest? (virtio-serial gives no connection signal, so a missing agent looks like silence)",
         secs(*timeout)
@@ -75,6 +102,8 @@ impl ClientError {
         matches!(
             self,
             ClientError::HandshakeTimeout { .. }
+                | ClientError::ConnectTimeout { .. }
+                | ClientError::GuestNotListening { .. }
                 | ClientError::Timeout { .. }
                 | ClientError::ExecTimeout { .. }
         )

@@ -20,7 +20,7 @@ mod typed;
 
 pub use client::{Client, Options};
 pub use error::ClientError;
-pub use transport::{Endpoint, Transport, UnixTransport};
+pub use transport::{Endpoint, StreamTransport, Transport, UnixTransport, VsockTransport};
 pub use typed::{ExecOutput, ReadChunk};
 
 /// The protocol crate's typed commands, re-exported so callers need one import.

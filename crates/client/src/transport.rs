@@ -1,18 +1,26 @@
 //! Byte transports to a guest agent, each bounded by a deadline.
 //!
-//! The agent protocol only needs a bidirectional byte stream. Today that is a unix socket (a QEMU
-//! chardev or a libvirt channel); vsock, hybrid vsock and `virsh qemu-agent-command` slot in as
-//! further [`Endpoint`] variants and [`Transport`] implementations without touching the client.
+//! The agent protocol only needs a bidirectional byte stream: a unix socket (a QEMU chardev or a
+//! libvirt channel), AF_VSOCK to a guest's (CID, port) (QEMU's vhost-vsock), or a hybrid vsock
+//! unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock) reached through its
+//! `CONNECT <port>` preamble. Each is an [`Endpoint`] variant; all three end up as a
+//! [`StreamTransport`] over a socket with kernel timeouts.
 //!
 //! Every read and write takes an absolute deadline rather than a timeout so that a caller can
 //! bound a whole exchange (many reads) by one budget: a peer that trickles one byte per second
 //! cannot stretch a call past its deadline.
 
+mod hybrid;
+mod vsock;
+
 use crate::error::ClientError;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+pub use hybrid::{parse_hybrid_vsock, HYBRID_RETRY};
+pub use vsock::{parse_vsock, VsockTransport};
 
 /// A connected byte stream to an agent.
 pub trait Transport: Send {
@@ -32,6 +40,11 @@ pub trait Transport: Send {
 pub enum Endpoint {
     /// A unix stream socket: QEMU's `-chardev socket,server=on` or a libvirt channel.
     Unix(PathBuf),
+    /// AF_VSOCK: the guest's context id and the port its agent listens on.
+    Vsock { cid: u32, port: u32 },
+    /// A hybrid vsock unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock) and the
+    /// guest port to ask it for.
+    HybridVsock { path: PathBuf, port: u32 },
 }
 
 impl Endpoint {
@@ -39,6 +52,10 @@ impl Endpoint {
     pub fn connect(&self, timeout: Duration) -> Result<Box<dyn Transport>, ClientError> {
         match self {
             Endpoint::Unix(path) => Ok(Box::new(UnixTransport::connect(path.clone(), timeout)?)),
+            Endpoint::Vsock { cid, port } => Ok(Box::new(vsock::connect(*cid, *port, timeout)?)),
+            Endpoint::HybridVsock { path, port } => {
+                Ok(Box::new(hybrid::connect(path, *port, timeout)?))
+            }
         }
     }
 }
@@ -47,40 +64,74 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
+            Endpoint::HybridVsock { path, port } => {
+                write!(f, "hybrid-vsock:{}:{port}", path.display())
+            }
         }
     }
 }
 
-/// A unix stream socket.
-#[derive(Debug)]
-pub struct UnixTransport {
-    stream: UnixStream,
-    path: PathBuf,
+/// A stream socket with kernel read and write timeouts.
+pub trait TimedStream: Read + Write + Send {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
+
+impl TimedStream for UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, timeout)
+    }
+}
+
+/// A connected socket and a description of where it leads.
+#[derive(Debug)]
+pub struct StreamTransport<S> {
+    stream: S,
+    description: String,
+}
+
+/// A unix stream socket.
+pub type UnixTransport = StreamTransport<UnixStream>;
 
 impl UnixTransport {
     /// Connects to `path`. A unix connect does not block on a listening socket (the backlog takes
     /// it), so `timeout` is unused today; it is part of the signature for transports that do.
     pub fn connect(path: PathBuf, _timeout: Duration) -> Result<Self, ClientError> {
-        match UnixStream::connect(&path) {
-            Ok(stream) => Ok(Self { stream, path }),
-            Err(e) => Err(connect_error(path, e)),
-        }
+        connect_unix(&path).map(|stream| Self::from_stream(stream, path))
     }
 
     /// Wraps an already connected stream (a socketpair, or a socket from a parent process).
     pub fn from_stream(stream: UnixStream, path: PathBuf) -> Self {
-        Self { stream, path }
+        Self::new(stream, format!("unix:{}", path.display()))
     }
 }
 
-/// Turns the errno of a failed connect into the operator's likely cause.
+impl<S: TimedStream> StreamTransport<S> {
+    /// Wraps a connected stream; `description` names it in error messages.
+    pub fn new(stream: S, description: String) -> Self {
+        Self {
+            stream,
+            description,
+        }
+    }
+}
+
+/// Turns the errno of a failed unix connect into the operator's likely cause.
 fn connect_error(path: PathBuf, source: io::Error) -> ClientError {
     match source.kind() {
         io::ErrorKind::NotFound => ClientError::NoSuchSocket { path },
         io::ErrorKind::ConnectionRefused => ClientError::NothingListening { path },
         _ => ClientError::Connect { path, source },
     }
+}
+
+/// Connects a unix stream socket, naming the likely cause on failure.
+fn connect_unix(path: &Path) -> Result<UnixStream, ClientError> {
+    UnixStream::connect(path).map_err(|e| connect_error(path.to_path_buf(), e))
 }
 
 /// Time left before `deadline`, or a timeout error when none is.
@@ -101,7 +152,7 @@ fn normalise_timeout(e: io::Error) -> io::Error {
     }
 }
 
-impl Transport for UnixTransport {
+impl<S: TimedStream> Transport for StreamTransport<S> {
     fn read_until(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         loop {
             self.stream.set_read_timeout(Some(remaining(deadline)?))?;
@@ -126,6 +177,6 @@ impl Transport for UnixTransport {
     }
 
     fn describe(&self) -> String {
-        format!("unix:{}", self.path.display())
+        self.description.clone()
     }
 }
