@@ -468,7 +468,12 @@ fn whole_disk_fat_and_ntfs_are_not_partition_tables() {
                 run("mkfs.vfat", "dosfstools", &all, None);
             }
             truncate(&p[3], 8 << 20);
-            run("mkntfs", "ntfs-3g", &["-F", "-Q", &p[3].to_string_lossy()], None);
+            run(
+                "mkntfs",
+                "ntfs-3g",
+                &["-F", "-Q", &p[3].to_string_lossy()],
+                None,
+            );
         },
     );
     for image in &images {
