@@ -87,3 +87,39 @@ fn fstab_assembles_one_tree() {
     let ls = guest.read_file(b"/bin/ls", 64 << 20).expect("read /bin/ls");
     assert_eq!(ls, std::fs::read("/bin/ls").expect("host /bin/ls"));
 }
+
+#[test]
+fn partuuid_partlabel_and_a_fat_esp() {
+    use porthole_testkit::guests::{gpt_ext4_esp_guest, ROOT_PARTUUID};
+    let disks = Disks::open(&[gpt_ext4_esp_guest().0]).expect("open the UEFI guest");
+    assert!(disks.problems.is_empty(), "{:?}", disks.problems);
+    assert_eq!(
+        disks.resolve_spec(&format!("PARTUUID={ROOT_PARTUUID}")),
+        Some(1)
+    );
+    let [(root, RootKind::Linux)] = disks.roots()[..] else {
+        panic!("one Linux root expected: {:?}", disks.roots());
+    };
+    let (guest, warnings) = disks.guest(root).expect("assemble");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let mounts: Vec<(String, String, String)> = guest
+        .mounts()
+        .map(|m| (m.mountpoint.clone(), m.device.clone(), m.fstype.clone()))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("/".into(), "/dev/sda2".into(), "ext4".into()),
+            ("/boot/efi".into(), "/dev/sda1".into(), "vfat".into()),
+        ]
+    );
+    // FAT lookups ignore case, as the guest's vfat mount does.
+    let shim = guest
+        .read_file(b"/boot/efi/efi/boot/bootx64.efi", 1 << 20)
+        .expect("the ESP's loader");
+    assert_eq!(shim, b"MZ phony shim");
+    assert_eq!(
+        text(guest.read_file(b"/etc/hostname", 64).expect("hostname")),
+        "phony-debian\n"
+    );
+}

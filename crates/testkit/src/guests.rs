@@ -14,6 +14,9 @@ pub const GUEST_VG: &str = "guestvg";
 /// What `/home/alice/notes.txt` holds in [`lvm_xfs_btrfs_guest`].
 pub const ALICE_NOTES: &str = "alice's notes, on the @home subvolume\n";
 
+/// The GPT partition UUID of the root partition of [`gpt_ext4_esp_guest`].
+pub const ROOT_PARTUUID: &str = "0f5e3c8a-1b2d-4e6f-8a9b-0c1d2e3f4a5b";
+
 const MIB: u64 = 1 << 20;
 const BOOT_START: u64 = MIB;
 const BOOT_SIZE: u64 = 160 * MIB;
@@ -258,4 +261,136 @@ fn build_disk1(disk: &Path, work: &Path) {
         ],
         None,
     );
+}
+
+const ESP_START: u64 = MIB;
+const ESP_SIZE: u64 = 40 * MIB;
+const EXT4_START: u64 = ESP_START + ESP_SIZE;
+const EXT4_SIZE: u64 = 64 * MIB;
+
+/// A UEFI Debian-like guest on one GPT disk, built without root: partition 1 an EFI system
+/// partition (FAT, GPT name `EFI System`), partition 2 the ext4 root (PARTUUID
+/// [`ROOT_PARTUUID`]). The root's fstab names the root by `PARTUUID=`, the ESP by
+/// `PARTLABEL=` with mount(8)'s octal escape for the space, and a swap file; the root holds
+/// this machine's real dpkg database (status and update journal) and a real ELF `/bin/ls`.
+/// Returns the disk and a file listing the packages that dpkg itself said were installed when
+/// the database was copied (`dpkg-query`, one name a line, sorted).
+pub fn gpt_ext4_esp_guest() -> (PathBuf, PathBuf) {
+    let mut paths = cached(
+        "phony guest: gpt, fat esp, ext4 root by partuuid v2",
+        &["disk.raw", "dpkg-installed.txt"],
+        |paths| {
+            let disk = &paths[0];
+            let work = disk.with_extension("work");
+            std::fs::create_dir_all(&work).expect("work dir");
+            truncate(disk, EXT4_START + EXT4_SIZE + MIB);
+            let layout = format!(
+            "label: gpt\nstart={}, size={}, type=U, name=\"EFI System\"\nstart={}, size={}, type=L, uuid={ROOT_PARTUUID}, name=rootfs\n",
+            ESP_START / 512,
+            ESP_SIZE / 512,
+            EXT4_START / 512,
+            EXT4_SIZE / 512
+        );
+            let disk_s = disk.to_string_lossy().into_owned();
+            run("sfdisk", "fdisk", &["-q", &disk_s], Some(&layout));
+
+            let esp = work.join("esp");
+            write(&esp, "EFI/debian/grubx64.efi", b"MZ phony grub");
+            write(&esp, "EFI/BOOT/BOOTX64.EFI", b"MZ phony shim");
+            let esp_offset = (ESP_START / 512).to_string();
+            run(
+                "mkfs.vfat",
+                "dosfstools",
+                &[
+                    "-F",
+                    "32",
+                    "-s",
+                    "1",
+                    "-n",
+                    "ESP",
+                    "--offset",
+                    &esp_offset,
+                    &disk_s,
+                    &(ESP_SIZE / 1024).to_string(),
+                ],
+                None,
+            );
+            let image_at = format!("{disk_s}@@{ESP_START}");
+            run(
+                "env",
+                "mtools",
+                &[
+                    "MTOOLS_SKIP_CHECK=1",
+                    "mcopy",
+                    "-s",
+                    "-i",
+                    &image_at,
+                    &esp.join("EFI").to_string_lossy(),
+                    "::",
+                ],
+                None,
+            );
+
+            let root = work.join("root");
+            root_tree(&root);
+            let fstab = format!(
+                "PARTUUID={ROOT_PARTUUID} / ext4 errors=remount-ro 0 1\n\
+             PARTLABEL=EFI\\040System /boot/efi vfat umask=0077 0 1\n\
+             /swapfile none swap sw 0 0\n"
+            );
+            write(&root, "etc/fstab", fstab.as_bytes());
+            std::fs::create_dir_all(root.join("boot/efi")).expect("mountpoint");
+            copy_dpkg_database(&root, &paths[1]);
+            run(
+                "mkfs.ext4",
+                "e2fsprogs",
+                &[
+                    "-q",
+                    "-F",
+                    "-L",
+                    "rootfs",
+                    "-E",
+                    &format!("offset={EXT4_START}"),
+                    "-d",
+                    &root.to_string_lossy(),
+                    &disk_s,
+                    &format!("{}k", EXT4_SIZE / 1024),
+                ],
+                None,
+            );
+            let _ = std::fs::remove_dir_all(&work);
+        },
+    );
+    let listing = paths.remove(1);
+    (paths.remove(0), listing)
+}
+
+/// This machine's dpkg database, as a guest's: the status file and the update journal; and
+/// what `dpkg-query` says is installed, read in the same moment, into `listing`.
+fn copy_dpkg_database(root: &Path, listing: &Path) {
+    let queried = run(
+        "dpkg-query",
+        "dpkg",
+        &["-W", "-f", "${db:Status-Status} ${Package}\\n"],
+        None,
+    );
+    let mut installed: Vec<&str> = queried
+        .lines()
+        .filter_map(|l| l.strip_prefix("installed "))
+        .collect();
+    installed.sort();
+    installed.dedup();
+    std::fs::write(listing, installed.join("\n") + "\n").expect("write the dpkg listing");
+    let status = std::fs::read("/var/lib/dpkg/status").expect("this machine's dpkg status");
+    write(root, "var/lib/dpkg/status", &status);
+    std::fs::create_dir_all(root.join("var/lib/dpkg/updates")).expect("updates dir");
+    for entry in std::fs::read_dir("/var/lib/dpkg/updates").expect("dpkg updates") {
+        let entry = entry.expect("journal entry");
+        let bytes = std::fs::read(entry.path()).expect("journal file");
+        std::fs::write(
+            root.join("var/lib/dpkg/updates").join(entry.file_name()),
+            bytes,
+        )
+        .expect("write journal file");
+    }
 }
