@@ -342,19 +342,7 @@ fn damaged_image_on_disk_is_reported_with_offset() {
     std::fs::remove_file(&img).unwrap();
 }
 
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use porthole_mutate::Rng;
 
 /// Runs the fuzz entry point over the small image and 3,000 mutations of it: bit flips, edge
 /// values in 16/32-bit fields and truncations, mostly in the boot sector, the FAT and the

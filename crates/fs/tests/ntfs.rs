@@ -291,19 +291,7 @@ fn truncated_images_fail_cleanly() {
     }
 }
 
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use porthole_mutate::Rng;
 
 /// The fuzz entry point over the small image and 3,000 mutations, mostly in the boot sector,
 /// the first MFT records and the INDX records. Sector-end bytes (the fixup slots) are left

@@ -702,20 +702,7 @@ fn directory_name_length_past_the_block_is_an_error() {
     corrupt_at(fs.read_dir(b"/s"));
 }
 
-/// A deterministic generator (xorshift), so every run mutates the same bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use porthole_mutate::Rng;
 
 /// Mutates the non-zero (metadata) sectors of `seed` `rounds` times, walking each result.
 fn mutate_and_walk(seed: &[u8], rounds: usize, rng: &mut Rng) {

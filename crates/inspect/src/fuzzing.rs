@@ -48,19 +48,7 @@ mod rpm_tests {
         files.iter().map(|p| std::fs::read(p).unwrap()).collect()
     }
 
-    /// xorshift64*: deterministic, so a failure reproduces.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use porthole_mutate::Rng;
 
     fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
         if let Some(dst) = buf.get_mut(at..at + bytes.len()) {

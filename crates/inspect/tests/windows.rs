@@ -713,19 +713,7 @@ fn dirty_hive_is_read_with_a_warning() {
 
 // ---- deterministic mutations ----
 
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use porthole_mutate::Rng;
 
 fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
     // Three in four mutations hit the hive bins, where the cells are.

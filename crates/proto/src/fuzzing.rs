@@ -81,16 +81,7 @@ mod tests {
         b"\x02{\"execute\":\"guest-file-write\",\"arguments\":{\"handle\":1,\"buf-b64\":\"\\u00e9\\ud800\"}}",
     ];
 
-    /// A small deterministic generator (xorshift) so the mutations are the same on every run.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use porthole_mutate::Rng;
 
     #[test]
     fn survives_seeds_and_mutations() {

@@ -302,19 +302,7 @@ pub fn fix_md_csum(d: &mut [u8]) {
 mod tests {
     use super::*;
 
-    /// xorshift64*: deterministic, so a failure reproduces.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use porthole_mutate::Rng;
 
     /// One mutation: a bit flip, a byte or 4/8-byte field overwrite with an edge value, or a
     /// truncation; positions favour `hot` (where the structures are).

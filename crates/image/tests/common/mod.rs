@@ -59,16 +59,7 @@ pub fn image_dir(recipe: &str, build: impl FnOnce(&Path)) -> PathBuf {
     dirs[0].clone()
 }
 
-/// xorshift64*: deterministic reads that reproduce.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+pub use porthole_mutate::Rng;
 
 /// Compares every byte of `dev` with qemu's own raw conversion of `image`: chunked over the
 /// whole disk, then unaligned random reads across cluster boundaries.
