@@ -19,6 +19,8 @@ impl Rng {
         })
     }
 
+    // Not `Iterator::next`: the stream never ends, so an Option would only add unwraps.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
