@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use porthole_fs::{BtrfsFs, FileType, Filesystem, FsKind, SubvolumeSelector};
+use porthole_testkit::kernel::Mount;
 use porthole_testkit::{
     assert_same_tree, build_reference_tree, cached, is_root, mem, open, pattern, run, truncate,
     Fidelity,
@@ -124,33 +125,6 @@ fn lstat_semantics_and_errors() {
 
 // ---- kernel-written images (root, loop mounts) ----
 
-/// Unmounts on drop, so a failing build does not leave a mount behind.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(img: &Path, dir: &Path, opts: &str) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        run(
-            "mount",
-            "mount",
-            &[
-                "-o",
-                &format!("loop,{opts}"),
-                &img.to_string_lossy(),
-                &dir.to_string_lossy(),
-            ],
-            None,
-        );
-        Mount(dir.to_path_buf())
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 fn need_root() {
     assert!(
         is_root(),
@@ -185,7 +159,7 @@ fn kernel_image(algo: &str) -> (PathBuf, PathBuf) {
         std::fs::write(p[0].join("etc/small-compressible"), compressible(3000)).unwrap();
         mkfs(&p[1], &["-L", &format!("k-{algo}")]);
         let mnt = p[1].with_extension("mnt");
-        let m = Mount::new(&p[1], &mnt, &format!("compress-force={algo}"));
+        let m = Mount::new(&p[1], &mnt, &format!("loop,compress-force={algo}"));
         let at = |rel: &str| mnt.join(rel).to_string_lossy().into_owned();
         btrfs(&["subvolume", "create", &at("@")]);
         run(

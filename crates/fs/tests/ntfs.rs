@@ -24,14 +24,6 @@ const NTFS: Fidelity = Fidelity {
     mtimes: true,
 };
 
-/// Unmounts on drop, so a failing copy never leaves a FUSE mount behind.
-struct Mounted(PathBuf);
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// Formats `img` with mkntfs and copies `tree` into it through an ntfs-3g mount.
 fn fill(img: &Path, mib: u64, label: &str, tree: &Path) {
     truncate(img, mib << 20);
@@ -55,7 +47,8 @@ fn fill(img: &Path, mib: u64, label: &str, tree: &Path) {
         "ntfs-3g could not mount {}: the NTFS tests need root and /dev/fuse (Debian packages `ntfs-3g`, `fuse3`; in a container, --device /dev/fuse)",
         img.display()
     );
-    let mounted = Mounted(mnt.clone());
+    // Unmounted on drop, so a failing copy never leaves a FUSE mount behind.
+    let mounted = porthole_testkit::kernel::Mount(mnt.clone());
     let mut args = vec![
         "-R".to_string(),
         "-P".into(),

@@ -6,54 +6,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use porthole_image::BlockDevice;
+use porthole_testkit::kernel::Loop;
 use porthole_testkit::*;
 use porthole_volume::lvm::{self, LogicalVolume, VolumeGroup};
 use porthole_volume::{scan, Error, VolumeKind};
 
-/// A loop device attached to a file, detached on drop (also when the test fails).
-struct Loop(String);
-
-impl Loop {
-    fn attach(file: &Path, offset: u64, size: Option<u64>) -> Loop {
-        let mut args = vec![
-            "-f".to_string(),
-            "--show".into(),
-            "-o".into(),
-            offset.to_string(),
-        ];
-        if let Some(size) = size {
-            args.extend(["--sizelimit".into(), size.to_string()]);
-        }
-        args.push(file.to_string_lossy().into_owned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let dev = run("losetup", "mount", &args, None).trim().to_string();
-        assert!(
-            dev.starts_with("/dev/loop"),
-            "losetup printed {dev:?}: loop devices are needed to build LVM images"
-        );
-        Loop(dev)
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("losetup")
-            .args(["-d", &self.0])
-            .status();
-    }
-}
-
 /// lvm2 restricted to our loop devices, without udev, dm, backups or archives.
 fn lvm(loops: &[&Loop], args: &[&str]) -> String {
-    let accept: Vec<String> = loops.iter().map(|l| format!("\"a|^{}$|\"", l.0)).collect();
-    let config = format!(
-        "devices {{ filter = [ {}, \"r|.*|\" ] obtain_device_list_from_udev = 0 use_devicesfile = 0 }} \
-         activation {{ udev_sync = 0 udev_rules = 0 monitoring = 0 }} backup {{ backup = 0 archive = 0 }}",
-        accept.join(", ")
-    );
-    let mut full = vec![args[0], "--config", &config];
-    full.extend_from_slice(&args[1..]);
-    run("lvm", "lvm2", &full, None)
+    let devices: Vec<&str> = loops.iter().map(|l| l.0.as_str()).collect();
+    porthole_testkit::kernel::lvm(&devices, args)
 }
 
 const LV_OPTS: &[&str] = &["--driverloaded", "n", "-an", "-Zn", "-Wn", "-y"];
@@ -219,8 +180,8 @@ fn images() -> Vec<PathBuf> {
             "label: gpt\nstart=2048, size=8192, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"boot\"\nstart=10240, type=E6D6D379-F507-44C2-A23C-238F2A3DF928, name=\"pv\"\n",
         ));
         let part_size = partition_2(disk).1;
-        let (la, lb) = (Loop::attach(a, 0, None), Loop::attach(b, 0, None));
-        let lp = Loop::attach(disk, 10240 * 512, Some(part_size));
+        let (la, lb) = (Loop::attach(a), Loop::attach(b));
+        let lp = Loop::attach_window(disk, 10240 * 512, Some(part_size));
         let all = [&la, &lb, &lp];
         lvm(&all, &["pvcreate", "-y", &la.0, &lp.0]);
         // b carries no metadata copy: it is recognised by its PV UUID alone.
