@@ -14,4 +14,4 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

@@ -93,11 +93,14 @@ fn qcow2_v2_and_v3() {
 fn qcow2_compressed_zlib_and_zstd() {
     let dir = converted();
     for name in ["zlib.qcow2", "zstd.qcow2", "zlib-v2.qcow2"] {
-        let map = qemu_img(&["map", "--output=json", s(&dir.join(name))]);
-        assert!(
-            map.contains("\"compressed\": true"),
-            "{name} has no compressed cluster: {map}"
-        );
+        // `qemu-img check` counts compressed clusters in every qemu version (`map` reports
+        // them only from qemu 8 on), so the test cannot pass on an image qemu left plain.
+        let report = qemu_img(&["check", "--output=json", s(&dir.join(name))]);
+        let compressed = serde_json::from_str::<serde_json::Value>(&report)
+            .ok()
+            .and_then(|v| v["compressed-clusters"].as_u64())
+            .unwrap_or(0);
+        assert!(compressed > 0, "{name} has no compressed cluster: {report}");
         check(name, "qcow2", Format::Qcow2);
     }
 }
