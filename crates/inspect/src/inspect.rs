@@ -3,7 +3,7 @@
 use porthole_guest::{Disks, GuestView, RootKind};
 
 use crate::linux::{distro, elf};
-use crate::packages::{dpkg, rpm, Parsed};
+use crate::packages::{apk, dpkg, pacman, rpm, Parsed};
 use crate::report::{FilesystemFact, Mountpoint, OperatingSystem, Report};
 
 /// What to collect.
@@ -109,7 +109,11 @@ fn applications(view: &GuestView, format: Option<&str>) -> Parsed {
     match format {
         Some("deb") => dpkg_database(view),
         Some("rpm") => rpm_database(view),
+        Some("apk") => apk_database(view),
+        Some("pacman") => pacman_database(view),
         _ if view.exists(dpkg::STATUS_PATH.as_bytes()) => dpkg_database(view),
+        _ if view.exists(apk::INSTALLED_PATH.as_bytes()) => apk_database(view),
+        _ if view.exists(pacman::LOCAL_DIR.as_bytes()) => pacman_database(view),
         _ => rpm_database(view),
     }
 }
@@ -155,4 +159,45 @@ fn rpm_database(view: &GuestView) -> Parsed {
         }
     }
     Parsed::default()
+}
+
+fn apk_database(view: &GuestView) -> Parsed {
+    match view.read_file(apk::INSTALLED_PATH.as_bytes(), apk::MAX_INSTALLED_BYTES) {
+        Ok(bytes) => apk::parse_installed(&bytes),
+        Err(e) => Parsed {
+            warnings: vec![format!("{}: {e}", apk::INSTALLED_PATH)],
+            ..Parsed::default()
+        },
+    }
+}
+
+/// Every package directory's `desc`; unreadable ones are warnings beside the parsed rest.
+fn pacman_database(view: &GuestView) -> Parsed {
+    let entries = match view.read_dir(pacman::LOCAL_DIR.as_bytes()) {
+        Ok(entries) => entries,
+        Err(e) => {
+            return Parsed {
+                warnings: vec![format!("{}: {e}", pacman::LOCAL_DIR)],
+                ..Parsed::default()
+            }
+        }
+    };
+    let mut descs = Vec::new();
+    let mut warnings = Vec::new();
+    // One more than the parser keeps, so it can say the rest were ignored.
+    for entry in entries.iter().take(pacman::MAX_PACKAGES + 1) {
+        if entry.file_type != porthole_fs::FileType::Directory {
+            continue; // ALPM_DB_VERSION
+        }
+        let name = String::from_utf8_lossy(&entry.name).into_owned();
+        let path = format!("{}/{name}/desc", pacman::LOCAL_DIR);
+        match view.read_file(path.as_bytes(), pacman::MAX_DESC_BYTES) {
+            Ok(bytes) => descs.push((name, bytes)),
+            Err(e) => warnings.push(format!("{path}: {e}")),
+        }
+    }
+    descs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut parsed = pacman::parse_database(&descs);
+    parsed.warnings.splice(0..0, warnings);
+    parsed
 }
