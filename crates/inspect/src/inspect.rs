@@ -2,7 +2,7 @@
 
 use porthole_guest::{Disks, GuestView, RootKind};
 
-use crate::linux::{distro, elf};
+use crate::linux::{accounts, distro, elf, network, services, system};
 use crate::packages::{apk, dpkg, pacman, rpm, Parsed};
 use crate::report::{FilesystemFact, Mountpoint, OperatingSystem, Report};
 
@@ -83,6 +83,16 @@ fn inspect_linux(view: &GuestView, options: Options, os: &mut OperatingSystem) {
         os.warnings.extend(parsed.warnings);
         os.applications = Some(parsed.applications);
     }
+    let services = services::read(view, &mut os.warnings);
+    os.accounts = Some(accounts::read(view, &mut os.warnings));
+    os.network = Some(network::read(view, &mut os.warnings));
+    os.system = Some(system::read(
+        view,
+        &services,
+        os.applications.as_deref(),
+        &mut os.warnings,
+    ));
+    os.services = Some(services);
 }
 
 /// The first line of `/etc/hostname` or `/etc/HOSTNAME`, else `HOSTNAME=` in

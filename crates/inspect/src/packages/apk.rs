@@ -74,7 +74,8 @@ fn finish(app: &mut Application, stanza: usize, parsed: &mut Parsed) {
     } else if parsed.applications.len() < MAX_PACKAGES {
         parsed.applications.push(done);
     } else {
-        let full = format!("{INSTALLED_PATH}: more than {MAX_PACKAGES} packages; the rest are ignored");
+        let full =
+            format!("{INSTALLED_PATH}: more than {MAX_PACKAGES} packages; the rest are ignored");
         if parsed.warnings.last() != Some(&full) {
             parsed.warnings.push(full);
         }

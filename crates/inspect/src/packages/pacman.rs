@@ -115,7 +115,10 @@ Compression library\n\n%URL%\nhttps://www.zlib.net/\n\n%ARCH%\nx86_64\n\n%LICENS
     #[test]
     fn odd_input_is_warnings() {
         let entries = vec![
-            ("a-1-1".to_string(), b"%NAME%\na\n\n%VERSION%\nx:1-1\n".to_vec()),
+            (
+                "a-1-1".to_string(),
+                b"%NAME%\na\n\n%VERSION%\nx:1-1\n".to_vec(),
+            ),
             ("junk".to_string(), b"\x00\xff%%\n".to_vec()),
             ("b-2-1".to_string(), b"%NAME%\nb\n%VERSION%\n2-1\n".to_vec()),
         ];
