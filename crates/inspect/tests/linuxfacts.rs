@@ -4,6 +4,8 @@
 //! settings; inspected through `Disks::open` and `inspect`, the report compared with what was
 //! put in.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use porthole_guest::Disks;

@@ -263,29 +263,38 @@ fn has_package(applications: Option<&[Application]>, names: &[&str]) -> bool {
     applications.is_some_and(|apps| apps.iter().any(|a| names.contains(&a.name.as_str())))
 }
 
-/// The agents and where each shows up: (name, paths, packages, service names).
-const AGENTS: [(&str, &[&str], &[&str], &[&str]); 2] = [
-    (
-        "qemu-guest-agent",
-        &[
+/// A guest agent and where it shows up.
+struct AgentSigns {
+    name: &'static str,
+    /// Binaries or configuration files that mean it is installed.
+    paths: &'static [&'static str],
+    packages: &'static [&'static str],
+    /// Its service names under the init systems.
+    units: &'static [&'static str],
+}
+
+const AGENTS: [AgentSigns; 2] = [
+    AgentSigns {
+        name: "qemu-guest-agent",
+        paths: &[
             "/usr/bin/qemu-ga",
             "/usr/sbin/qemu-ga",
             "/usr/libexec/qemu-ga",
         ],
-        &["qemu-guest-agent", "qemu-ga"],
-        &["qemu-guest-agent", "qemu-ga"],
-    ),
-    (
-        "porthole-agent",
-        &[
+        packages: &["qemu-guest-agent", "qemu-ga"],
+        units: &["qemu-guest-agent", "qemu-ga"],
+    },
+    AgentSigns {
+        name: "porthole-agent",
+        paths: &[
             "/usr/bin/porthole-agent",
             "/usr/sbin/porthole-agent",
             "/usr/local/bin/porthole-agent",
             "/etc/porthole/agent.toml",
         ],
-        &["porthole-agent"],
-        &["porthole-agent"],
-    ),
+        packages: &["porthole-agent"],
+        units: &["porthole-agent"],
+    },
 ];
 
 fn agents(
@@ -294,7 +303,13 @@ fn agents(
     applications: Option<&[Application]>,
 ) -> Vec<Agent> {
     let mut out = Vec::new();
-    for (name, paths, packages, units) in AGENTS {
+    for AgentSigns {
+        name,
+        paths,
+        packages,
+        units,
+    } in AGENTS
+    {
         let evidence = paths
             .iter()
             .find(|p| view.exists(p.as_bytes()))
