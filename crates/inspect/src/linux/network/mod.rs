@@ -20,6 +20,8 @@ use super::{list_dir, name_of, read_optional};
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Interfaces reported per file at most.
 pub const MAX_PER_FILE: usize = 1024;
+/// Interfaces reported in all at most; the files past that are not read.
+pub const MAX_INTERFACES: usize = 4096;
 
 /// One configured interface (or connection, or match).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
