@@ -27,6 +27,7 @@ packages=(
   libhivex-bin       # hivexget, hivexsh: read back the Windows registry test hives
   libwin-hivex-perl  # hivexregedit --merge: build the Windows registry test hives
   pacman-package-manager  # pacman -U --dbpath: the pacman local database tests' real package database
+  ifupdown           # ifquery -i: reads an interfaces file the way ifup does, for the ifupdown parser test
   util-linux         # unshare, nsenter, fsfreeze: the freeze tests' private mount namespace
   passwd             # useradd, userdel, chpasswd: throwaway users in the account tests
   qemu-system-x86    # the test VM (crates/vmtest, scripts/vm-demo.sh)

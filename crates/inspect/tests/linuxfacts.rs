@@ -202,6 +202,14 @@ fn arch_tree(root: &Path, work: &Path) {
         "network:\n  version: 2\n  ethernets:\n    ens3:\n      dhcp4: true\n",
     );
     write(root, "etc/netplan/99-junk.yaml", "network: [\n");
+    // Hostile: an oversized file (sparse) and a symlink loop where a directory is expected.
+    let huge = std::fs::File::create(root.join("etc/netplan/60-huge.yaml")).unwrap();
+    huge.set_len(3 << 20).unwrap();
+    symlink(
+        root,
+        "etc/systemd/system/loop.target.wants",
+        "loop.target.wants",
+    );
     write(
         root,
         "etc/NetworkManager/system-connections/office.nmconnection",

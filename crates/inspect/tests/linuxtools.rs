@@ -1,0 +1,101 @@
+//! Linux configuration parsers against the tools that own the formats: `getent` (glibc's
+//! files backend) for this machine's passwd and group, `ifquery` (ifupdown) for an interfaces
+//! file.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use porthole_inspect::linux::accounts::{parse_group, parse_passwd};
+use porthole_inspect::linux::network::{ifupdown, netmask_prefix};
+use porthole_testkit::run;
+
+#[test]
+fn passwd_and_group_match_getent() {
+    let mut warnings = Vec::new();
+    let passwd = parse_passwd(&std::fs::read("/etc/passwd").unwrap(), &mut warnings);
+    let got: Vec<String> = passwd
+        .iter()
+        .map(|p| format!("{}:{}:{}:{}:{}", p.name, p.uid, p.gid, p.home, p.shell))
+        .collect();
+    let want: Vec<String> = run("getent", "libc-bin", &["passwd"], None)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            format!("{}:{}:{}:{}:{}", f[0], f[2], f[3], f[5], f[6])
+        })
+        .collect();
+    assert!(want.len() > 5, "getent lists only {want:?}");
+    assert_eq!(got, want);
+    let groups = parse_group(&std::fs::read("/etc/group").unwrap(), &mut warnings);
+    let got: Vec<String> = groups
+        .iter()
+        .map(|g| format!("{}:{}:{}", g.name, g.gid, g.members.join(",")))
+        .collect();
+    let want: Vec<String> = run("getent", "libc-bin", &["group"], None)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            format!("{}:{}:{}", f[0], f[2], f[3])
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+const INTERFACES: &str = "# written for the test\nsource /etc/network/interfaces.d/*\n\n\
+auto lo\niface lo inet loopback\n\n\
+auto ens3\niface ens3 inet static\n    address 192.0.2.10\n    netmask 255.255.255.0\n\
+    gateway 192.0.2.1\n    dns-nameservers 192.0.2.53 9.9.9.9\n\n\
+allow-hotplug ens4\niface ens4 inet static\n\taddress 198.51.100.7/25\n\tgateway 198.51.100.1\n\n\
+iface ens5 inet dhcp\n\thostname porthole\n\n\
+iface br0 inet static\n  bridge_ports ens6\n  address 203.0.113.9\n  netmask 255.255.0.0\n";
+
+/// What `ifquery -i FILE <iface>` prints: its options as `key: value` lines.
+fn ifquery(file: &str, state: &str, iface: &str) -> BTreeMap<String, String> {
+    run(
+        "ifquery",
+        "ifupdown",
+        &["-i", file, "--state-dir", state, iface],
+        None,
+    )
+    .lines()
+    .filter_map(|l| l.split_once(": "))
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[test]
+fn ifupdown_matches_ifquery() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("interfaces");
+    std::fs::write(&file, INTERFACES).unwrap();
+    let (file, state) = (file.to_str().unwrap(), dir.path().to_str().unwrap());
+    let mut warnings = Vec::new();
+    let parsed = ifupdown::parse(INTERFACES.as_bytes(), file, &mut warnings);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let names: Vec<_> = parsed.iter().map(|i| i.interface.as_str()).collect();
+    assert_eq!(names, ["lo", "ens3", "ens4", "ens5", "br0"]);
+    for iface in &parsed {
+        let want = ifquery(file, state, &iface.interface);
+        // ifquery prints the address as written and the netmask apart (or derived from a
+        // prefix); porthole reports address/prefix.
+        let want_address = want.get("address").map(|a| match want.get("netmask") {
+            Some(mask) if !a.contains('/') => format!("{a}/{}", netmask_prefix(mask).unwrap()),
+            _ => a.clone(),
+        });
+        assert_eq!(
+            iface.addresses.first(),
+            want_address.as_ref(),
+            "{iface:?} vs {want:?}"
+        );
+        assert_eq!(iface.gateway.as_ref(), want.get("gateway"), "{iface:?}");
+        let dns: Vec<String> = want
+            .get("dns-nameservers")
+            .map(|d| d.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        assert_eq!(iface.dns, dns, "{iface:?}");
+    }
+    assert_eq!(parsed[3].method.as_deref(), Some("dhcp"));
+    assert_eq!(parsed[2].method.as_deref(), Some("static"));
+}
