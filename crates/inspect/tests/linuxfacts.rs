@@ -99,28 +99,81 @@ fn pacman_install(root: &Path, work: &Path) {
     run("pacman", "pacman-package-manager", &args, None);
 }
 
-/// The accounts, services, network, system files both guests share.
-fn common_tree(root: &Path) {
-    write(root, "etc/hosts", "127.0.0.1 localhost\n");
+/// The accounts made by shadow-utils' own `useradd`/`usermod --prefix` (which edit the
+/// files under a directory without chroot), over a base of root, daemon and three groups;
+/// then a junk line the parser must skip with a warning.
+fn accounts_by_shadow_utils(root: &Path) {
     write(
         root,
         "etc/passwd",
-        "root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n\
-         daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
-         alice:x:1000:1000:Alice:/home/alice:/bin/bash\nbob:x:1001:10::/home/bob:/bin/zsh\n\
-         this line is junk\n",
+        "root:x:0:0:root:/root:/bin/bash
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+",
     );
     write(
         root,
         "etc/shadow",
-        "root:$6$salt$hash:19000:0:99999:7:::\ntoor::19000::::::\ndaemon:*:19000::::::\n\
-         alice:$y$j9T$salt$hash:19000::::::\nbob:!:19000::::::\n",
+        "root:$6$salt$hash:19000:0:99999:7:::
+daemon:*:19000::::::
+",
     );
     write(
         root,
         "etc/group",
-        "root:x:0:\nwheel:x:10:alice\nsudo:x:27:carol\nalice:x:1000:\n",
+        "root:x:0:
+wheel:x:10:
+sudo:x:27:carol
+",
     );
+    write(
+        root,
+        "etc/gshadow",
+        "root:*::
+wheel:!::
+sudo:!::carol
+",
+    );
+    let prefix = root.to_str().unwrap();
+    let tool = |tool: &str, args: &[&str]| {
+        let mut all = vec!["-P", prefix];
+        all.extend_from_slice(args);
+        run(tool, "passwd", &all, None);
+    };
+    // A second uid-0 account with an empty password: the audit's first finding.
+    tool(
+        "useradd",
+        &["-o", "-u", "0", "-g", "0", "-M", "-s", "/bin/sh", "toor"],
+    );
+    tool("usermod", &["-p", "", "toor"]);
+    tool(
+        "useradd",
+        &[
+            "-M",
+            "-u",
+            "1000",
+            "-U",
+            "-s",
+            "/bin/bash",
+            "-G",
+            "wheel",
+            "alice",
+        ],
+    );
+    tool("usermod", &["-p", "$y$j9T$salt$hash", "alice"]);
+    // useradd leaves a new account locked (`!`); bob's primary group is wheel.
+    tool(
+        "useradd",
+        &["-M", "-u", "1001", "-g", "10", "-s", "/bin/zsh", "bob"],
+    );
+    let mut passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    passwd.push_str("this line is junk\n");
+    std::fs::write(root.join("etc/passwd"), passwd).unwrap();
+}
+
+/// The accounts, services, network, system files both guests share.
+fn common_tree(root: &Path) {
+    write(root, "etc/hosts", "127.0.0.1 localhost\n");
+    accounts_by_shadow_utils(root);
     write(
         root,
         "etc/sudoers",
@@ -177,18 +230,22 @@ fn arch_tree(root: &Path, work: &Path) {
         "NAME=\"Arch Linux\"\nID=arch\nBUILD_ID=rolling\n",
     );
     pacman_install(root, work);
-    let wants = "etc/systemd/system/multi-user.target.wants";
-    symlink(
-        root,
-        &format!("{wants}/sshd.service"),
-        "/usr/lib/systemd/system/sshd.service",
-    );
-    symlink(
-        root,
-        &format!("{wants}/qemu-guest-agent.service"),
-        "/usr/lib/systemd/system/qemu-guest-agent.service",
-    );
-    symlink(root, "etc/systemd/system/cups.service", "/dev/null");
+    // Units enabled and masked by systemd's own `systemctl --root`, which only makes links.
+    for unit in ["sshd.service", "qemu-guest-agent.service", "cups.service"] {
+        write(
+            root,
+            &format!("usr/lib/systemd/system/{unit}"),
+            "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+        );
+    }
+    let root_arg = format!("--root={}", root.display());
+    let systemctl = |args: &[&str]| {
+        let mut all = vec![root_arg.as_str()];
+        all.extend_from_slice(args);
+        run("systemctl", "systemd", &all, None);
+    };
+    systemctl(&["enable", "sshd.service", "qemu-guest-agent.service"]);
+    systemctl(&["mask", "cups.service"]);
     symlink(
         root,
         "usr/lib/systemd/system/sysinit.target.wants/systemd-journald.service",
@@ -293,7 +350,7 @@ fn inspect_tree(build: impl FnOnce(&Path, &Path)) -> OperatingSystem {
 fn check_common(os: &OperatingSystem) {
     let accounts = os.accounts.as_ref().unwrap();
     let names: Vec<_> = accounts.users.iter().map(|u| u.name.as_str()).collect();
-    assert_eq!(names, ["root", "toor", "daemon", "alice", "bob"]);
+    assert_eq!(names, ["root", "daemon", "toor", "alice", "bob"]);
     assert!(
         os.warnings
             .iter()
@@ -303,6 +360,9 @@ fn check_common(os: &OperatingSystem) {
     );
     assert_eq!(accounts.uid0_non_root, ["toor"]);
     assert_eq!(accounts.empty_passwords, ["toor"]);
+    let states: Vec<_> = accounts.users.iter().map(|u| u.password).collect();
+    use porthole_inspect::linux::accounts::PasswordState::{Empty, Locked, Set};
+    assert_eq!(states, [Set, Locked, Empty, Set, Locked]);
     let login: Vec<_> = accounts
         .users
         .iter()
