@@ -181,9 +181,10 @@ fn apk_database(view: &GuestView) -> Parsed {
     }
 }
 
-/// Every package directory's `desc`; unreadable ones are warnings beside the parsed rest.
+/// Every package directory's `desc`, parsed as it is read so that only one is held at a
+/// time; unreadable ones are warnings beside the parsed rest.
 fn pacman_database(view: &GuestView) -> Parsed {
-    let entries = match view.read_dir(pacman::LOCAL_DIR.as_bytes()) {
+    let mut entries = match view.read_dir(pacman::LOCAL_DIR.as_bytes()) {
         Ok(entries) => entries,
         Err(e) => {
             return Parsed {
@@ -192,22 +193,28 @@ fn pacman_database(view: &GuestView) -> Parsed {
             }
         }
     };
-    let mut descs = Vec::new();
-    let mut warnings = Vec::new();
-    // One more than the parser keeps, so it can say the rest were ignored.
-    for entry in entries.iter().take(pacman::MAX_PACKAGES + 1) {
-        if entry.file_type != porthole_fs::FileType::Directory {
-            continue; // ALPM_DB_VERSION
-        }
-        let name = String::from_utf8_lossy(&entry.name).into_owned();
+    // ALPM_DB_VERSION sits beside the package directories.
+    entries.retain(|e| e.file_type == porthole_fs::FileType::Directory);
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut parsed = Parsed::default();
+    if entries.len() > pacman::MAX_PACKAGES {
+        parsed.warnings.push(format!(
+            "{}: more than {} packages; the rest are ignored",
+            pacman::LOCAL_DIR,
+            pacman::MAX_PACKAGES
+        ));
+    }
+    for entry in entries.iter().take(pacman::MAX_PACKAGES) {
+        let name = String::from_utf8_lossy(&entry.name);
         let path = format!("{}/{name}/desc", pacman::LOCAL_DIR);
-        match view.read_file(path.as_bytes(), pacman::MAX_DESC_BYTES) {
-            Ok(bytes) => descs.push((name, bytes)),
-            Err(e) => warnings.push(format!("{path}: {e}")),
+        match view
+            .read_file(path.as_bytes(), pacman::MAX_DESC_BYTES)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| pacman::parse_desc(&bytes))
+        {
+            Ok(app) => parsed.applications.push(app),
+            Err(why) => parsed.warnings.push(format!("{path}: {why}")),
         }
     }
-    descs.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut parsed = pacman::parse_database(&descs);
-    parsed.warnings.splice(0..0, warnings);
     parsed
 }
