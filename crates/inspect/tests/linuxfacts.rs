@@ -231,7 +231,11 @@ fn arch_tree(root: &Path, work: &Path) {
     );
     pacman_install(root, work);
     // A damaged record and a record without its desc cost only themselves.
-    write(root, "var/lib/pacman/local/broken-1-1/desc", "%VERSION%\n1-1\n\x00\u{fffd}");
+    write(
+        root,
+        "var/lib/pacman/local/broken-1-1/desc",
+        "%VERSION%\n1-1\n\x00\u{fffd}",
+    );
     std::fs::create_dir_all(root.join("var/lib/pacman/local/nodesc-1-1")).unwrap();
     // Units enabled and masked by systemd's own `systemctl --root`, which only makes links.
     for unit in ["sshd.service", "qemu-guest-agent.service", "cups.service"] {

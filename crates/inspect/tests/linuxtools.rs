@@ -1,12 +1,12 @@
 //! Linux configuration parsers against the tools that own the formats: `getent` (glibc's
 //! files backend) for this machine's passwd and group, `ifquery` (ifupdown) for an interfaces
-//! file.
+//! file, `cvtsudoers` (sudo's own sudoers grammar, as JSON) for sudoers files.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
-use porthole_inspect::linux::accounts::{parse_group, parse_passwd};
+use porthole_inspect::linux::accounts::{parse_group, parse_passwd, parse_sudoers};
 use porthole_inspect::linux::network::{ifupdown, netmask_prefix};
 use porthole_testkit::run;
 
@@ -98,4 +98,70 @@ fn ifupdown_matches_ifquery() {
     }
     assert_eq!(parsed[3].method.as_deref(), Some("dhcp"));
     assert_eq!(parsed[2].method.as_deref(), Some("static"));
+}
+
+/// Rules of every shape the parser must get right: groups, uids, user lists with blanks,
+/// aliases, tags, runas lists, comments after rules, continuation lines.
+const SUDOERS: &str = "# sudoers for the test\nDefaults env_reset\nDefaults:alice !lecture\n\
+User_Alias ADMINS = alice, bob\nCmnd_Alias PKG = /usr/bin/apt, /usr/bin/dpkg\n\
+root ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL # admins\n%wheel ALL=(ALL) NOPASSWD: ALL\n\
+#1000 ALL = (root) NOPASSWD: PKG\nalice, bob ALL = ALL\nADMINS ALL=(root) /usr/bin/id\n\
+carol host1=(root) NOPASSWD: /usr/bin/ls, \\\n   /usr/bin/cat\ndave ALL = /usr/bin/id, PASSWD: ALL\n";
+
+/// (users, grants ALL, NOPASSWD) of each user specification granting ALL or NOPASSWD, as
+/// sudo's own parser (cvtsudoers) reads it.
+fn cvtsudoers(path: &str) -> Vec<(String, bool, bool)> {
+    let json = run("cvtsudoers", "sudo", &["-f", "json", path], None);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut out = Vec::new();
+    for spec in doc["User_Specs"].as_array().unwrap() {
+        let users: Vec<String> = spec["User_List"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                let (kind, name) = u.as_object().unwrap().iter().next().unwrap();
+                let name = name
+                    .as_str()
+                    .map_or_else(|| name.to_string(), str::to_string);
+                match kind.as_str() {
+                    "usergroup" => format!("%{name}"),
+                    "userid" => format!("#{name}"),
+                    _ => name,
+                }
+            })
+            .collect();
+        let cmnds = spec["Cmnd_Specs"].as_array().unwrap();
+        let all = cmnds.iter().any(|c| {
+            c["Commands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["command"] == "ALL")
+        });
+        let nopasswd = cmnds.iter().any(|c| {
+            c["Options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x["authenticate"] == false))
+        });
+        if all || nopasswd {
+            out.push((users.join(","), all, nopasswd));
+        }
+    }
+    out
+}
+
+#[test]
+fn sudoers_rules_match_cvtsudoers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sudoers");
+    std::fs::write(&path, SUDOERS).unwrap();
+    let want = cvtsudoers(path.to_str().unwrap());
+    let got: Vec<(String, bool, bool)> = parse_sudoers(SUDOERS.as_bytes(), "sudoers")
+        .rules
+        .into_iter()
+        .map(|r| (r.who, r.all_commands, r.nopasswd))
+        .collect();
+    assert!(want.len() >= 6, "{want:?}");
+    assert_eq!(got, want);
 }

@@ -80,7 +80,7 @@ pub struct GroupMembers {
 pub struct SudoRule {
     /// The file holding it.
     pub source: String,
-    /// The user list (`%sudo`, `alice`, `ALL`).
+    /// The user list, blanks dropped (`%sudo`, `alice,bob`, `ALL`, `#1000`).
     pub who: String,
     /// The rule as written (continuations joined).
     pub rule: String,
@@ -276,7 +276,7 @@ fn sudoers_line(line: &str, source: &str, out: &mut Sudoers) {
             }
         }
     }
-    let line = line.split('#').next().unwrap_or_default().trim();
+    let line = strip_comment(line).trim();
     if line.is_empty() {
         return;
     }
@@ -289,9 +289,10 @@ fn sudoers_line(line: &str, source: &str, out: &mut Sudoers) {
     {
         return;
     }
-    let Some((_, commands)) = line.split_once('=') else {
+    let Some((head, commands)) = line.split_once('=') else {
         return;
     };
+    let who = user_list(head);
     // Drop a `(runas)` list, then look at tags and commands.
     let commands = match commands.trim_start().strip_prefix('(') {
         Some(rest) => rest.split_once(')').map_or("", |(_, c)| c),
@@ -305,12 +306,37 @@ fn sudoers_line(line: &str, source: &str, out: &mut Sudoers) {
     if all_commands || nopasswd {
         out.rules.push(SudoRule {
             source: source.to_string(),
-            who: first.to_string(),
+            who,
             rule: line.to_string(),
             all_commands,
             nopasswd,
         });
     }
+}
+
+/// `line` up to its comment: a `#` not followed by a digit (`#1000` is a uid).
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let at = bytes
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| b == b'#' && !bytes.get(i + 1).is_some_and(|n| n.is_ascii_digit()));
+    at.and_then(|i| line.get(..i)).unwrap_or(line)
+}
+
+/// The user list of a user specification's `users hosts` head: items are separated by commas
+/// with optional blanks around them, the list ends at the first other blank.
+fn user_list(head: &str) -> String {
+    let mut out = String::new();
+    let mut after_comma = true;
+    for word in head.split_whitespace() {
+        if !after_comma && !word.starts_with(',') {
+            break;
+        }
+        out.push_str(word);
+        after_comma = word.ends_with(',');
+    }
+    out
 }
 
 /// Reads the accounts of a guest.
