@@ -210,10 +210,10 @@ fn pacman_database(view: &GuestView) -> Parsed {
         match view
             .read_file(path.as_bytes(), pacman::MAX_DESC_BYTES)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| pacman::parse_desc(&bytes))
+            .and_then(|bytes| pacman::parse_desc(&bytes).map_err(|e| format!("{path}: {e}")))
         {
             Ok(app) => parsed.applications.push(app),
-            Err(why) => parsed.warnings.push(format!("{path}: {why}")),
+            Err(why) => parsed.warnings.push(why),
         }
     }
     parsed

@@ -14,6 +14,17 @@ pub const MAX_DESC_BYTES: u64 = 1 << 20;
 /// Package directories past this many are ignored with a warning.
 pub const MAX_PACKAGES: usize = 100_000;
 
+/// Why a `desc` file yields no package.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DescError {
+    #[error("no %NAME% section")]
+    NoName,
+    #[error("%VERSION% {0:?}: the epoch is not a number")]
+    BadEpoch(String),
+    #[error("%VERSION% {0:?}: no version")]
+    EmptyVersion(String),
+}
+
 /// The installed packages of `entries`: (package directory name, its `desc` file).
 pub fn parse_database(entries: &[(String, Vec<u8>)]) -> Parsed {
     let mut parsed = Parsed::default();
@@ -34,7 +45,7 @@ pub fn parse_database(entries: &[(String, Vec<u8>)]) -> Parsed {
 }
 
 /// One package's `desc` file.
-pub fn parse_desc(bytes: &[u8]) -> Result<Application, String> {
+pub fn parse_desc(bytes: &[u8]) -> Result<Application, DescError> {
     let text = String::from_utf8_lossy(bytes);
     let mut app = Application::default();
     let mut key: Option<&str> = None;
@@ -68,17 +79,17 @@ pub fn parse_desc(bytes: &[u8]) -> Result<Application, String> {
         }
     }
     if app.name.is_empty() {
-        return Err("no %NAME%".to_string());
+        return Err(DescError::NoName);
     }
     Ok(app)
 }
 
 /// `1:2.3-4` → (1, `2.3`, `4`); the epoch is 0 and the release absent where not given.
-pub fn split_version(full: &str) -> Result<(u64, &str, Option<&str>), String> {
+pub fn split_version(full: &str) -> Result<(u64, &str, Option<&str>), DescError> {
     let (epoch, rest) = match full.split_once(':') {
         Some((e, rest)) => (
             e.parse::<u64>()
-                .map_err(|_| format!("version {full:?}: bad epoch"))?,
+                .map_err(|_| DescError::BadEpoch(full.to_string()))?,
             rest,
         ),
         None => (0, full),
@@ -88,7 +99,7 @@ pub fn split_version(full: &str) -> Result<(u64, &str, Option<&str>), String> {
         None => (rest, None),
     };
     if version.is_empty() {
-        return Err(format!("version {full:?}: empty"));
+        return Err(DescError::EmptyVersion(full.to_string()));
     }
     Ok((epoch, version, release))
 }
