@@ -26,8 +26,12 @@ packages=(
   gpg-agent          # gpg needs its agent to generate that key
   libhivex-bin       # hivexget, hivexsh: read back the Windows registry test hives
   libwin-hivex-perl  # hivexregedit --merge: build the Windows registry test hives
+  pacman-package-manager  # pacman -U --dbpath: the pacman local database tests' real package database
+  ifupdown           # ifquery -i: reads an interfaces file the way ifup does, for the ifupdown parser test
+  sudo               # cvtsudoers -f json: sudo's own parse of the sudoers test files
   util-linux         # unshare, nsenter, fsfreeze: the freeze tests' private mount namespace
-  passwd             # useradd, userdel, chpasswd: throwaway users in the account tests
+  passwd             # useradd, userdel, chpasswd: throwaway users in the account tests; useradd -P builds phony guests' accounts
+  systemd            # systemctl --root enable/mask: the phony guests' unit links
   qemu-system-x86    # the test VM (crates/vmtest, scripts/vm-demo.sh)
   busybox-static     # the test VM's userland (vm/build-image.sh)
   cpio               # the test VM's initramfs

@@ -36,7 +36,7 @@ mod rpm_tests {
     use std::path::Path;
 
     /// The committed seeds of one fuzz target, sorted by name.
-    fn seeds(target: &str) -> Vec<Vec<u8>> {
+    pub(super) fn seeds(target: &str) -> Vec<Vec<u8>> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz/seeds")
             .join(target);
@@ -93,7 +93,7 @@ mod rpm_tests {
         }
     }
 
-    fn run(target: &str, rounds: usize, entry: fn(&[u8])) {
+    pub(super) fn run(target: &str, rounds: usize, entry: fn(&[u8])) {
         for seed in seeds(target) {
             entry(&seed);
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed.len() as u64);
@@ -312,5 +312,131 @@ mod windows_tests {
             let read = crate::windows::read_software(seed);
             assert_eq!(read.facts.osinfo.as_deref(), Some(id));
         }
+    }
+}
+
+// ---- Linux package databases and configuration files ----
+
+/// `data` as apk's `/lib/apk/db/installed`.
+pub fn fuzz_apk_installed(data: &[u8]) {
+    let _ = crate::packages::apk::parse_installed(data);
+}
+
+/// `data` as a pacman `desc` file, alone and as a database of two packages.
+pub fn fuzz_pacman_desc(data: &[u8]) {
+    let _ = crate::packages::pacman::parse_desc(data);
+    let entries = [
+        ("a-1-1".to_string(), data.to_vec()),
+        ("b".to_string(), Vec::new()),
+    ];
+    let _ = crate::packages::pacman::parse_database(&entries);
+}
+
+/// `data` as `/etc/passwd`, `/etc/shadow` and `/etc/group`.
+pub fn fuzz_passwd(data: &[u8]) {
+    use crate::linux::accounts;
+    let mut warnings = Vec::new();
+    let _ = accounts::parse_passwd(data, &mut warnings);
+    let _ = accounts::parse_shadow(data, &mut warnings);
+    let _ = accounts::parse_group(data, &mut warnings);
+}
+
+/// `data` as a sudoers file.
+pub fn fuzz_sudoers(data: &[u8]) {
+    let _ = crate::linux::accounts::parse_sudoers(data, "/etc/sudoers");
+}
+
+/// `data` as a netplan YAML file and as a cloud-init configuration file.
+pub fn fuzz_netplan(data: &[u8]) {
+    let _ = crate::linux::network::netplan::parse(data, "/etc/netplan/fuzz.yaml", &mut Vec::new());
+    let _ = crate::linux::system::datasource_list(data);
+}
+
+/// `data` as ifupdown's interfaces file and as an ifcfg file.
+pub fn fuzz_ifupdown(data: &[u8]) {
+    use crate::linux::network::{ifcfg, ifupdown};
+    let _ = ifupdown::parse(data, "/etc/network/interfaces", &mut Vec::new());
+    let _ = ifcfg::parse(
+        data,
+        "/etc/sysconfig/network-scripts/ifcfg-x",
+        &mut Vec::new(),
+    );
+}
+
+/// `data` as a NetworkManager keyfile and as a systemd-networkd `.network` file.
+pub fn fuzz_network_keyfile(data: &[u8]) {
+    use crate::linux::network::keyfile;
+    let _ = keyfile::parse_networkmanager(data, "f.nmconnection", &mut Vec::new());
+    let _ = keyfile::parse_networkd(data, "f.network", &mut Vec::new());
+}
+
+#[cfg(test)]
+mod linux_tests {
+    use super::rpm_tests::{run, seeds};
+    use super::*;
+
+    /// The seeds hold what the parsers should read, so mutations start from valid input.
+    #[test]
+    fn seeds_parse_cleanly() {
+        for seed in seeds("apk_installed") {
+            let p = crate::packages::apk::parse_installed(&seed);
+            assert_eq!((p.applications.len(), p.warnings.len()), (2, 0));
+        }
+        for seed in seeds("pacman_desc") {
+            let app = crate::packages::pacman::parse_desc(&seed).unwrap();
+            assert_eq!(app.epoch, 1, "{app:?}");
+        }
+        let mut warnings = Vec::new();
+        for seed in seeds("netplan") {
+            let got = crate::linux::network::netplan::parse(&seed, "s", &mut warnings);
+            assert_eq!(got.len(), 3);
+        }
+        for seed in seeds("sudoers") {
+            let s = crate::linux::accounts::parse_sudoers(&seed, "s");
+            assert_eq!(
+                (s.rules.len(), s.include_dirs.len(), s.includes.len()),
+                (4, 1, 1)
+            );
+        }
+        for seed in seeds("ifupdown") {
+            let got = crate::linux::network::ifupdown::parse(&seed, "s", &mut warnings);
+            assert_eq!(got.len(), 3);
+        }
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn mutated_apk_databases_never_panic() {
+        run("apk_installed", 3000, fuzz_apk_installed);
+    }
+
+    #[test]
+    fn mutated_pacman_descs_never_panic() {
+        run("pacman_desc", 3000, fuzz_pacman_desc);
+    }
+
+    #[test]
+    fn mutated_account_files_never_panic() {
+        run("passwd", 2000, fuzz_passwd);
+    }
+
+    #[test]
+    fn mutated_sudoers_never_panic() {
+        run("sudoers", 3000, fuzz_sudoers);
+    }
+
+    #[test]
+    fn mutated_netplan_never_panics() {
+        run("netplan", 3000, fuzz_netplan);
+    }
+
+    #[test]
+    fn mutated_ifupdown_never_panics() {
+        run("ifupdown", 3000, fuzz_ifupdown);
+    }
+
+    #[test]
+    fn mutated_network_keyfiles_never_panic() {
+        run("network_keyfile", 2000, fuzz_network_keyfile);
     }
 }

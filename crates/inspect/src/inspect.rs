@@ -2,8 +2,8 @@
 
 use porthole_guest::{Disks, GuestView, RootKind};
 
-use crate::linux::{distro, elf};
-use crate::packages::{dpkg, rpm, Parsed};
+use crate::linux::{accounts, distro, elf, network, services, system};
+use crate::packages::{apk, dpkg, pacman, rpm, Parsed};
 use crate::report::{FilesystemFact, Mountpoint, OperatingSystem, Report};
 
 /// What to collect.
@@ -83,6 +83,16 @@ fn inspect_linux(view: &GuestView, options: Options, os: &mut OperatingSystem) {
         os.warnings.extend(parsed.warnings);
         os.applications = Some(parsed.applications);
     }
+    let services = services::read(view, &mut os.warnings);
+    os.accounts = Some(accounts::read(view, &mut os.warnings));
+    os.network = Some(network::read(view, &mut os.warnings));
+    os.system = Some(system::read(
+        view,
+        &services,
+        os.applications.as_deref(),
+        &mut os.warnings,
+    ));
+    os.services = Some(services);
 }
 
 /// The first line of `/etc/hostname` or `/etc/HOSTNAME`, else `HOSTNAME=` in
@@ -109,7 +119,11 @@ fn applications(view: &GuestView, format: Option<&str>) -> Parsed {
     match format {
         Some("deb") => dpkg_database(view),
         Some("rpm") => rpm_database(view),
+        Some("apk") => apk_database(view),
+        Some("pacman") => pacman_database(view),
         _ if view.exists(dpkg::STATUS_PATH.as_bytes()) => dpkg_database(view),
+        _ if view.exists(apk::INSTALLED_PATH.as_bytes()) => apk_database(view),
+        _ if view.exists(pacman::LOCAL_DIR.as_bytes()) => pacman_database(view),
         _ => rpm_database(view),
     }
 }
@@ -155,4 +169,52 @@ fn rpm_database(view: &GuestView) -> Parsed {
         }
     }
     Parsed::default()
+}
+
+fn apk_database(view: &GuestView) -> Parsed {
+    match view.read_file(apk::INSTALLED_PATH.as_bytes(), apk::MAX_INSTALLED_BYTES) {
+        Ok(bytes) => apk::parse_installed(&bytes),
+        Err(e) => Parsed {
+            warnings: vec![format!("{}: {e}", apk::INSTALLED_PATH)],
+            ..Parsed::default()
+        },
+    }
+}
+
+/// Every package directory's `desc`, parsed as it is read so that only one is held at a
+/// time; unreadable ones are warnings beside the parsed rest.
+fn pacman_database(view: &GuestView) -> Parsed {
+    let mut entries = match view.read_dir(pacman::LOCAL_DIR.as_bytes()) {
+        Ok(entries) => entries,
+        Err(e) => {
+            return Parsed {
+                warnings: vec![format!("{}: {e}", pacman::LOCAL_DIR)],
+                ..Parsed::default()
+            }
+        }
+    };
+    // ALPM_DB_VERSION sits beside the package directories.
+    entries.retain(|e| e.file_type == porthole_fs::FileType::Directory);
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut parsed = Parsed::default();
+    if entries.len() > pacman::MAX_PACKAGES {
+        parsed.warnings.push(format!(
+            "{}: more than {} packages; the rest are ignored",
+            pacman::LOCAL_DIR,
+            pacman::MAX_PACKAGES
+        ));
+    }
+    for entry in entries.iter().take(pacman::MAX_PACKAGES) {
+        let name = String::from_utf8_lossy(&entry.name);
+        let path = format!("{}/{name}/desc", pacman::LOCAL_DIR);
+        match view
+            .read_file(path.as_bytes(), pacman::MAX_DESC_BYTES)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| pacman::parse_desc(&bytes).map_err(|e| format!("{path}: {e}")))
+        {
+            Ok(app) => parsed.applications.push(app),
+            Err(why) => parsed.warnings.push(why),
+        }
+    }
+    parsed
 }

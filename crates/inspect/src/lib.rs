@@ -6,6 +6,9 @@
 //! - [`packages`]: installed applications from each package database format (dpkg, rpm in its
 //!   three database formats, apk, pacman, Windows Uninstall keys), each a parser of untrusted
 //!   bytes with a fuzz entry point; a damaged database is a warning, never a failed inspection.
+//! - [`linux`]: the distribution and architecture, and the configuration an operator audits:
+//!   enabled services, accounts and sudo rules, network configuration, timezone, kernels,
+//!   SELinux/AppArmor, cloud-init and guest agents.
 //!
 //! Every parser here reads a guest's files, which are hostile input: sizes are capped before
 //! reading, every offset is checked, and each parser returns what it could read plus warnings.

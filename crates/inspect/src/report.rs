@@ -4,6 +4,10 @@
 
 use serde::Serialize;
 
+use crate::linux::accounts::Accounts;
+use crate::linux::network::Interface;
+use crate::linux::services::Service;
+use crate::linux::system::SystemFacts;
 use crate::packages::Application;
 
 /// Everything found on one VM's disks.
@@ -36,6 +40,16 @@ pub struct OperatingSystem {
     pub filesystems: Vec<FilesystemFact>,
     /// `None` when applications were not asked for.
     pub applications: Option<Vec<Application>>,
+    /// Linux: services started at boot (systemd, OpenRC, SysV links). `None` for Windows.
+    pub services: Option<Vec<Service>>,
+    /// Linux: users, administrator groups and sudo rules. `None` for Windows.
+    pub accounts: Option<Accounts>,
+    /// Linux: configured interfaces from netplan, ifupdown, NetworkManager, networkd and
+    /// ifcfg files. `None` for Windows.
+    pub network: Option<Vec<Interface>>,
+    /// Linux: timezone, kernels, SELinux, AppArmor, cloud-init, guest agents. `None` for
+    /// Windows.
+    pub system: Option<SystemFacts>,
     /// What could not be read about this OS; the rest of the report still stands.
     pub warnings: Vec<String>,
 }

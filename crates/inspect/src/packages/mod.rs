@@ -4,6 +4,8 @@
 //! `<application>` fields) and warnings; nothing here touches the guest tree, so parsers are
 //! tested and fuzzed on bytes alone.
 
+pub mod apk;
+pub mod pacman;
 pub mod rpm;
 
 use serde::Serialize;
