@@ -237,8 +237,9 @@ pub async fn write(agent: Arc<Agent>, args: PxFileWriteArgs) -> Result<Value, Co
     agent.policy.check_write_size(data.len() as u64, end)?;
     blocking(move || {
         let names = names(&args.path)?;
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-        let file = agent.policy.open(&names.partial, flags, "w")?;
+        // Read-write: `final` hashes what was written through the same descriptor.
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+        let file = agent.policy.open(&names.partial, flags, "w+")?;
         let received = regular(&file, &names.partial)?.len();
         // Only the agent reads a partial file.
         fchmod(&file, Mode::from_bits_truncate(0o600))
