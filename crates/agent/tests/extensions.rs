@@ -122,7 +122,8 @@ impl Client {
             let o = b64(&chunk["stdout-b64"]);
             let e = b64(&chunk["stderr-b64"]);
             let exited = chunk["exited"] == json!(true);
-            if !exited && !(o.is_empty() && e.is_empty()) {
+            let got_data = !o.is_empty() || !e.is_empty();
+            if !exited && got_data {
                 early += 1;
             }
             out.extend(o);
