@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// `max` when absent, and its ceiling.
 pub const DEFAULT_MAX: usize = 4096;
@@ -139,23 +140,56 @@ fn require_systemd() -> Result<(), CommandError> {
     )))
 }
 
-/// Runs systemctl with `args`, returning its standard output (bounded).
-fn systemctl(args: &[&str]) -> Result<String, CommandError> {
-    let output = Command::new("systemctl")
+/// How long systemctl and the time services may take (a stuck D-Bus, an unreachable NTP server).
+pub const HELPER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs a helper program to completion within `deadline` (killed past it), stdin on
+/// /dev/null. Errors are one line: what ran and why it failed.
+pub async fn run_helper(
+    program: &str,
+    args: &[&str],
+    deadline: Duration,
+) -> Result<std::process::Output, String> {
+    let mut command = tokio::process::Command::new(program);
+    command
         .args(args)
-        .stdin(Stdio::null())
         .env("SYSTEMD_PAGER", "")
-        .output()
-        .map_err(|e| CommandError::failed(format!("cannot run systemctl: {}", errno_text(&e))))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(CommandError::failed(format!(
-            "systemctl {} failed ({}): {}",
-            args.join(" "),
-            output.status,
-            stderr.trim()
-        )));
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = match tokio::time::timeout(deadline, command.output()).await {
+        Err(_) => {
+            return Err(format!(
+                "{program} {} did not finish within {} s",
+                args.join(" "),
+                deadline.as_secs()
+            ))
+        }
+        Ok(Err(e)) => return Err(format!("cannot run {program}: {}", errno_text(&e))),
+        Ok(Ok(output)) => output,
+    };
+    if output.status.success() {
+        return Ok(output);
     }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first: String = stderr
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    Err(format!(
+        "{program} {} failed ({}): {first}",
+        args.join(" "),
+        output.status
+    ))
+}
+
+/// Runs systemctl with `args`, returning its standard output (at most 16 MiB kept).
+async fn systemctl(args: &[&str]) -> Result<String, CommandError> {
+    let output = run_helper("systemctl", args, HELPER_DEADLINE)
+        .await
+        .map_err(CommandError::failed)?;
     let stdout = output
         .stdout
         .get(..SYSTEMCTL_LIMIT)
@@ -164,14 +198,11 @@ fn systemctl(args: &[&str]) -> Result<String, CommandError> {
 }
 
 pub async fn services(_agent: Arc<Agent>, _args: NoArgs) -> Result<Value, CommandError> {
-    blocking(|| {
-        require_systemd()?;
-        let text = systemctl(&["list-units", "--all", "--output=json", "--no-pager"])?;
-        let units: Value = serde_json::from_str(&text)
-            .map_err(|e| CommandError::failed(format!("systemctl's JSON: {e}")))?;
-        Ok(json!({ "units": units }))
-    })
-    .await
+    require_systemd()?;
+    let text = systemctl(&["list-units", "--all", "--output=json", "--no-pager"]).await?;
+    let units: Value = serde_json::from_str(&text)
+        .map_err(|e| CommandError::failed(format!("systemctl's JSON: {e}")))?;
+    Ok(json!({ "units": units }))
 }
 
 /// Properties reported by guest-porthole-service-status.
@@ -186,23 +217,20 @@ pub async fn service_status(
     {
         return Err(CommandError::invalid_value(&args.name, "name"));
     }
-    blocking(move || {
-        require_systemd()?;
-        let text = systemctl(&["show", "--no-pager", "-p", PROPERTIES, "--", &args.name])?;
-        let props: serde_json::Map<String, Value> = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect();
-        if props.get("LoadState").and_then(Value::as_str) == Some("not-found") {
-            return Err(CommandError::not_found(format!(
-                "unit '{}' not found",
-                args.name
-            )));
-        }
-        Ok(Value::Object(props))
-    })
-    .await
+    require_systemd()?;
+    let text = systemctl(&["show", "--no-pager", "-p", PROPERTIES, "--", &args.name]).await?;
+    let props: serde_json::Map<String, Value> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+    if props.get("LoadState").and_then(Value::as_str) == Some("not-found") {
+        return Err(CommandError::not_found(format!(
+            "unit '{}' not found",
+            args.name
+        )));
+    }
+    Ok(Value::Object(props))
 }
 
 #[cfg(test)]

@@ -80,7 +80,9 @@ pub async fn read(agent: Arc<Agent>, args: PxFileReadArgs) -> Result<Payload, Co
     let offset = args.offset.unwrap_or(0);
     let offset =
         u64::try_from(offset).map_err(|_| CommandError::invalid_value(offset, "offset"))?;
-    let length = args.length.unwrap_or(DEFAULT_LENGTH);
+    // The default never exceeds the policy's cap; an explicit length over it is refused.
+    let cap = i64::try_from(agent.policy.files.max_read).unwrap_or(i64::MAX);
+    let length = args.length.unwrap_or(DEFAULT_LENGTH.min(cap));
     let length =
         u64::try_from(length).map_err(|_| CommandError::invalid_value(length, "length"))?;
     agent.policy.check_read_size(length)?;

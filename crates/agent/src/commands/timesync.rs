@@ -3,15 +3,16 @@
 //! With `time-ns` the clock is stepped to it and the RTC set, exactly as guest-set-time does
 //! (its code runs). Without, the guest's own time service is asked, first that is present:
 //! chrony (`chronyc makestep`), systemd-timesyncd (restarted, which makes it step), ntpd
-//! (`ntpd -gq`, one step then exit). The reply names the method that ran.
+//! (`ntpd -gq`, one step then exit). The reply names the method that ran; each helper gets
+//! 30 s.
 
-use super::{blocking, errno_text};
+use super::blocking;
+use super::processes::{run_helper, HELPER_DEADLINE};
 use crate::agent::Agent;
 use porthole_proto::commands::{PxTimeSyncArgs, SetTimeArgs};
 use porthole_proto::CommandError;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 pub async fn time_sync(agent: Arc<Agent>, args: PxTimeSyncArgs) -> Result<Value, CommandError> {
@@ -19,24 +20,21 @@ pub async fn time_sync(agent: Arc<Agent>, args: PxTimeSyncArgs) -> Result<Value,
         super::system::set_time(agent, SetTimeArgs { time: Some(time) }).await?;
         return Ok(json!({ "method": "clock_settime" }));
     }
-    blocking(|| {
-        let mut tried = Vec::new();
-        for (method, available, program, args) in methods() {
-            if !available {
-                continue;
-            }
-            match run(program, args) {
-                Ok(()) => return Ok(json!({ "method": method })),
-                Err(why) => tried.push(format!("{method}: {why}")),
-            }
+    let mut tried = Vec::new();
+    for (method, available, program, args) in blocking(|| Ok(methods())).await? {
+        if !available {
+            continue;
         }
-        Err(CommandError::failed(if tried.is_empty() {
-            "no time service found (chrony, systemd-timesyncd, ntpd)".to_string()
-        } else {
-            format!("every time service failed: {}", tried.join("; "))
-        }))
-    })
-    .await
+        match run_helper(program, args, HELPER_DEADLINE).await {
+            Ok(_) => return Ok(json!({ "method": method })),
+            Err(why) => tried.push(format!("{method}: {why}")),
+        }
+    }
+    Err(CommandError::failed(if tried.is_empty() {
+        "no time service found (chrony, systemd-timesyncd, ntpd)".to_string()
+    } else {
+        format!("every time service failed: {}", tried.join("; "))
+    }))
 }
 
 type Method = (&'static str, bool, &'static str, &'static [&'static str]);
@@ -63,28 +61,4 @@ fn methods() -> [Method; 3] {
 
 fn in_path(program: &str) -> bool {
     crate::policy::exec::resolve_program(program, None).is_some()
-}
-
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {program}: {}", errno_text(&e)))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let first = stderr
-        .lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect::<String>();
-    Err(format!(
-        "{program} {} exited {}: {first}",
-        args.join(" "),
-        output.status
-    ))
 }
