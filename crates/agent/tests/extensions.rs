@@ -936,3 +936,102 @@ fn hostile_arguments_get_clear_errors() -> TestResult {
     client.ok("guest-ping", json!({}))?;
     Ok(())
 }
+
+#[test]
+fn runaway_children_never_block_the_agent() -> TestResult {
+    let agent = Agent::start("[policy]\nexec-max-output = 65536\n")?;
+    let mut client = agent.connect()?;
+    // A child that exits while its background grandchild holds the pipes is reported anyway.
+    let started = Instant::now();
+    let (out, _, last, _) = client.run(json!({
+        "path": "/bin/sh",
+        "arg": ["-c", "echo before; sleep 30 & exit 3"],
+    }))?;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(text(&out), "before\n");
+    assert_eq!(last["exitcode"], json!(3));
+    // An endless writer: the agent keeps answering while it runs, and the cap holds.
+    let handle = client.ok(
+        "guest-porthole-exec",
+        json!({"path": "yes", "stream": true, "timeout-ms": 1500}),
+    )?["handle"]
+        .clone();
+    let mut other = agent.connect()?;
+    for _ in 0..10 {
+        let t = Instant::now();
+        other.ok("guest-ping", json!({}))?;
+        assert!(t.elapsed() < Duration::from_secs(2));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (out, _, last, _) = client.collect(&handle)?;
+    assert!(!out.is_empty());
+    assert_eq!(last["timed-out"], json!(true));
+    assert_eq!(last["stdout-truncated"], json!(true));
+    Ok(())
+}
+
+#[test]
+fn live_handles_are_bounded_and_freed_by_the_last_chunk() -> TestResult {
+    let agent = Agent::start("")?;
+    let mut client = agent.connect()?;
+    let mut handles = Vec::new();
+    for _ in 0..256 {
+        let started = client.ok(
+            "guest-porthole-exec",
+            json!({"path": "sleep", "arg": ["60"]}),
+        )?;
+        handles.push(started["handle"].clone());
+    }
+    let desc = client.refused("guest-porthole-exec", json!({"path": "true"}))?;
+    assert!(desc.contains("limit 256"), "{desc}");
+    for handle in &handles {
+        client.ok(
+            "guest-porthole-exec-kill",
+            json!({"handle": handle, "signal": 9}),
+        )?;
+    }
+    for handle in &handles {
+        assert_eq!(client.collect(handle)?.2["signal"], json!(9));
+    }
+    let (_, _, last, _) = client.run(json!({"path": "true"}))?;
+    assert_eq!(last["exitcode"], json!(0));
+    Ok(())
+}
+
+#[test]
+fn hardened_profile_and_json_rpc() -> TestResult {
+    let agent = Agent::start("profile = \"hardened\"\n")?;
+    let mut client = agent.connect()?;
+    let desc = client.refused("guest-porthole-exec", json!({"path": "true"}))?;
+    assert!(desc.contains("(policy: exec-programs)"), "{desc}");
+    let desc = client.refused(
+        "guest-porthole-file-write",
+        json!({"path": "/etc/porthole-test", "offset": 0, "data-b64": ""}),
+    )?;
+    assert!(desc.contains("(policy: write-prefixes)"), "{desc}");
+    // The same commands in the JSON-RPC dialect, with its codes.
+    let request = json!({"jsonrpc": "2.0", "id": 7, "method": "guest-porthole-telemetry"});
+    client.writer.write_all(request.to_string().as_bytes())?;
+    let mut line = String::new();
+    client.reader.read_line(&mut line)?;
+    let reply: Value = serde_json::from_str(&line)?;
+    assert_eq!(reply["id"], json!(7));
+    assert!(
+        reply["result"]["memory"]["total-bytes"]
+            .as_u64()
+            .is_some_and(|t| t > 0),
+        "{reply}"
+    );
+    let request = json!({"jsonrpc": "2.0", "id": 8, "method": "guest-porthole-file-read",
+                         "params": {"path": "/etc/shadow"}});
+    client.writer.write_all(request.to_string().as_bytes())?;
+    line.clear();
+    client.reader.read_line(&mut line)?;
+    let reply: Value = serde_json::from_str(&line)?;
+    assert_eq!(reply["error"]["code"], json!(-32001), "{reply}");
+    Ok(())
+}
