@@ -3,6 +3,7 @@
 use crate::commands::exec::ExecTable;
 use crate::commands::file::FileTable;
 use crate::commands::freeze::FreezeState;
+use crate::commands::px_exec::PxExecTable;
 use crate::config::Config;
 use crate::policy::audit::Audit;
 use crate::policy::Policy;
@@ -18,6 +19,8 @@ pub struct Agent {
     pub files: FileTable,
     /// Processes started by guest-exec, until their exit status is collected.
     pub execs: ExecTable,
+    /// Processes started by guest-porthole-exec, until their last output is collected.
+    pub px_execs: PxExecTable,
     /// Filesystem freeze state (frozen flag, auto-thaw timer).
     pub freeze: FreezeState,
     /// The audit log of state-changing commands.
@@ -41,6 +44,7 @@ impl Agent {
             commands,
             files: FileTable::new(state),
             execs: ExecTable::default(),
+            px_execs: PxExecTable::default(),
         }
     }
 }

@@ -324,6 +324,110 @@ impl Client {
     }
 }
 
+/// porthole's own extensions (`guest-porthole-*`); the agent's docs/agent.md describes them.
+impl Client {
+    /// `guest-porthole-exec`: starts a program (as a chosen user when `args.user` is set);
+    /// returns its handle.
+    pub fn px_exec(&mut self, args: &cmd::PxExecArgs) -> Result<i64, ClientError> {
+        self.call_typed::<_, cmd::PxExecStarted>(cmd::GUEST_PORTHOLE_EXEC.name, Some(args))
+            .map(|started| started.handle)
+    }
+
+    /// `guest-porthole-exec-output`: the output since the previous call; the chunk with
+    /// `exited` set is the last.
+    pub fn px_exec_output(
+        &mut self,
+        handle: i64,
+        max_bytes: Option<i64>,
+    ) -> Result<cmd::PxExecOutput, ClientError> {
+        let args = cmd::PxExecOutputArgs { handle, max_bytes };
+        self.call_typed(cmd::GUEST_PORTHOLE_EXEC_OUTPUT.name, Some(&args))
+    }
+
+    /// `guest-porthole-exec-kill` (SIGTERM when `signal` is `None`), to the process group.
+    pub fn px_exec_kill(&mut self, handle: i64, signal: Option<i64>) -> Result<(), ClientError> {
+        let args = cmd::PxExecKillArgs { handle, signal };
+        self.call_typed::<_, Value>(cmd::GUEST_PORTHOLE_EXEC_KILL.name, Some(&args))
+            .map(drop)
+    }
+
+    /// `guest-porthole-exec-stdin`: writes `data` to a streamed process's stdin, closing it
+    /// after when `eof`.
+    pub fn px_exec_stdin(
+        &mut self,
+        handle: i64,
+        data: &[u8],
+        eof: bool,
+    ) -> Result<(), ClientError> {
+        let args = cmd::PxExecStdinArgs {
+            handle,
+            data_b64: BASE64.encode(data),
+            eof: Some(eof),
+        };
+        self.call_typed::<_, Value>(cmd::GUEST_PORTHOLE_EXEC_STDIN.name, Some(&args))
+            .map(drop)
+    }
+
+    /// `guest-porthole-file-read`: one chunk and its checksum (the data stays base64 in
+    /// `data_b64`).
+    pub fn px_file_read(
+        &mut self,
+        path: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<cmd::PxFileChunk, ClientError> {
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let args = cmd::PxFileReadArgs {
+            path: path.into(),
+            offset: Some(to_i64(offset)),
+            length: length.map(to_i64),
+        };
+        self.call_typed(cmd::GUEST_PORTHOLE_FILE_READ.name, Some(&args))
+    }
+
+    /// `guest-porthole-file-sha256`.
+    pub fn px_file_sha256(&mut self, path: &str) -> Result<cmd::PxFileSha256, ClientError> {
+        let args = cmd::PxPathArgs { path: path.into() };
+        self.call_typed(cmd::GUEST_PORTHOLE_FILE_SHA256.name, Some(&args))
+    }
+
+    /// `guest-porthole-file-write`: one chunk at `offset`; `finish` verifies and installs.
+    pub fn px_file_write(
+        &mut self,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        finish: Option<cmd::PxFinal>,
+    ) -> Result<cmd::PxFileWritten, ClientError> {
+        let args = cmd::PxFileWriteArgs {
+            path: path.into(),
+            offset: i64::try_from(offset).unwrap_or(i64::MAX),
+            data_b64: BASE64.encode(data),
+            finish,
+        };
+        self.call_typed(cmd::GUEST_PORTHOLE_FILE_WRITE.name, Some(&args))
+    }
+
+    /// `guest-porthole-file-partial`: bytes of an interrupted transfer already in the guest.
+    pub fn px_file_partial(&mut self, path: &str) -> Result<u64, ClientError> {
+        let args = cmd::PxPathArgs { path: path.into() };
+        self.call_typed::<_, cmd::PxFilePartial>(cmd::GUEST_PORTHOLE_FILE_PARTIAL.name, Some(&args))
+            .map(|p| p.received)
+    }
+
+    /// `guest-porthole-telemetry`, as the agent sends it.
+    pub fn px_telemetry(&mut self) -> Result<Value, ClientError> {
+        self.call_plain(cmd::GUEST_PORTHOLE_TELEMETRY.name)
+    }
+
+    /// `guest-porthole-time-sync`; returns the method that ran.
+    pub fn px_time_sync(&mut self, time_ns: Option<i64>) -> Result<String, ClientError> {
+        let args = cmd::PxTimeSyncArgs { time_ns };
+        let reply: Value = self.call_typed(cmd::GUEST_PORTHOLE_TIME_SYNC.name, Some(&args))?;
+        Ok(reply["method"].as_str().unwrap_or_default().to_string())
+    }
+}
+
 fn exec_output(pid: i64, status: ExecStatus) -> Result<ExecOutput, ClientError> {
     let command = cmd::GUEST_EXEC_STATUS.name;
     let decode = |member: &str, data: &Option<String>| match data {

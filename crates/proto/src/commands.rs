@@ -786,6 +786,259 @@ fn wrapping_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error>
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// porthole's own extensions, all named `guest-porthole-*` (docs/agent.md, "Extensions").
+
+/// The prefix of every porthole extension command.
+pub const PORTHOLE_PREFIX: &str = "guest-porthole-";
+
+const FINAL: &[Param] = &[
+    Param::required("sha256", Type::Str),
+    Param::optional("mode", Type::Int),
+    Param::optional("owner", Type::Str),
+    Param::optional("group", Type::Str),
+];
+const PATH: &[Param] = &[Param::required("path", Type::Str)];
+
+pub const GUEST_PORTHOLE_EXEC: CommandSpec = spec(
+    "guest-porthole-exec",
+    &[
+        Param::required("path", Type::Str),
+        Param::optional("arg", Type::List(&Type::Str)),
+        Param::optional("env", Type::List(&Type::Str)),
+        Param::optional("cwd", Type::Str),
+        Param::optional("user", Type::Str),
+        Param::optional("group", Type::Str),
+        Param::optional("supplementary-groups", Type::List(&Type::Str)),
+        Param::optional("input-data", Type::Str),
+        Param::optional("timeout-ms", Type::Int),
+        Param::optional("stream", Type::Bool),
+    ],
+);
+pub const GUEST_PORTHOLE_EXEC_OUTPUT: CommandSpec = spec(
+    "guest-porthole-exec-output",
+    &[
+        Param::required("handle", Type::Int),
+        Param::optional("max-bytes", Type::Int),
+    ],
+);
+pub const GUEST_PORTHOLE_EXEC_KILL: CommandSpec = spec(
+    "guest-porthole-exec-kill",
+    &[
+        Param::required("handle", Type::Int),
+        Param::optional("signal", Type::Int),
+    ],
+);
+pub const GUEST_PORTHOLE_EXEC_STDIN: CommandSpec = spec(
+    "guest-porthole-exec-stdin",
+    &[
+        Param::required("handle", Type::Int),
+        Param::required("data-b64", Type::Str),
+        Param::optional("eof", Type::Bool),
+    ],
+);
+pub const GUEST_PORTHOLE_FILE_READ: CommandSpec = spec(
+    "guest-porthole-file-read",
+    &[
+        Param::required("path", Type::Str),
+        Param::optional("offset", Type::Int),
+        Param::optional("length", Type::Int),
+    ],
+);
+pub const GUEST_PORTHOLE_FILE_SHA256: CommandSpec = spec("guest-porthole-file-sha256", PATH);
+pub const GUEST_PORTHOLE_FILE_WRITE: CommandSpec = spec(
+    "guest-porthole-file-write",
+    &[
+        Param::required("path", Type::Str),
+        Param::required("offset", Type::Int),
+        Param::required("data-b64", Type::Str),
+        Param::optional("final", Type::Object(FINAL)),
+    ],
+);
+pub const GUEST_PORTHOLE_FILE_PARTIAL: CommandSpec = spec("guest-porthole-file-partial", PATH);
+pub const GUEST_PORTHOLE_TELEMETRY: CommandSpec = spec("guest-porthole-telemetry", NONE);
+pub const GUEST_PORTHOLE_PROCESSES: CommandSpec = spec(
+    "guest-porthole-processes",
+    &[Param::optional("max", Type::Int)],
+);
+pub const GUEST_PORTHOLE_SERVICES: CommandSpec = spec("guest-porthole-services", NONE);
+pub const GUEST_PORTHOLE_SERVICE_STATUS: CommandSpec = spec(
+    "guest-porthole-service-status",
+    &[Param::required("name", Type::Str)],
+);
+pub const GUEST_PORTHOLE_TIME_SYNC: CommandSpec = spec(
+    "guest-porthole-time-sync",
+    &[Param::optional("time-ns", Type::Int)],
+);
+
+/// `guest-porthole-exec`: a program run without a shell, optionally as another user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PxExecArgs {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arg: Option<Vec<String>>,
+    /// Replaces the environment (`KEY=value` entries), as guest-exec's does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// User name (or numeric uid) to run as; its primary group and groups unless overridden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplementary_groups: Option<Vec<String>>,
+    /// Standard input given at start, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<i64>,
+    /// Deliver output while the child runs, and keep stdin open for guest-porthole-exec-stdin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PxExecStarted {
+    pub handle: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PxExecOutputArgs {
+    pub handle: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<i64>,
+}
+
+/// One chunk of a child's output: what arrived since the previous call. `exited` is true in
+/// the last chunk only, which carries the status; the handle is gone after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PxExecOutput {
+    pub stdout_b64: String,
+    pub stderr_b64: String,
+    pub exited: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exitcode: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_truncated: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_truncated: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct PxExecKillArgs {
+    pub handle: i64,
+    /// Signal number; SIGTERM when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PxExecStdinArgs {
+    pub handle: i64,
+    pub data_b64: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eof: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PxPathArgs {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PxFileReadArgs {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<i64>,
+}
+
+/// `guest-porthole-file-read`'s reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PxFileChunk {
+    pub data_b64: String,
+    pub offset: u64,
+    pub length: u64,
+    pub eof: bool,
+    /// The file's size when the chunk was read.
+    pub size: u64,
+    pub sha256_of_chunk: String,
+}
+
+/// `guest-porthole-file-sha256`'s reply (`sha256` in lower-case hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PxFileSha256 {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// What `final` asks of a completed transfer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PxFinal {
+    /// SHA-256 of the whole file, hex.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PxFileWriteArgs {
+    pub path: String,
+    pub offset: i64,
+    pub data_b64: String,
+    #[serde(default, rename = "final", skip_serializing_if = "Option::is_none")]
+    pub finish: Option<PxFinal>,
+}
+
+/// `guest-porthole-file-write`'s reply: bytes of the partial file after this chunk, and
+/// whether the target was replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PxFileWritten {
+    pub received: u64,
+    pub complete: bool,
+}
+
+/// `guest-porthole-file-partial`'s reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PxFilePartial {
+    pub received: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PxProcessesArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PxServiceArgs {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PxTimeSyncArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_ns: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

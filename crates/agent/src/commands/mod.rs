@@ -17,9 +17,14 @@ pub mod memory;
 pub mod network;
 pub mod password;
 pub mod power;
+pub mod processes;
+pub mod px_exec;
+pub mod px_file;
 pub mod sshkeys;
 pub mod sysfs;
 pub mod system;
+pub mod telemetry;
+pub mod timesync;
 
 use crate::agent::Agent;
 use crate::dispatch::Registry;
@@ -80,6 +85,23 @@ pub fn registry() -> Registry {
     r.add(spec::GUEST_GET_MEMORY_BLOCKS, memory::get_blocks);
     r.add(spec::GUEST_SET_MEMORY_BLOCKS, memory::set_blocks);
     r.add(spec::GUEST_GET_MEMORY_BLOCK_INFO, memory::block_info);
+    // porthole's own extensions (docs/agent.md, "Extensions").
+    r.add(spec::GUEST_PORTHOLE_EXEC, px_exec::exec);
+    r.add(spec::GUEST_PORTHOLE_EXEC_OUTPUT, px_exec::output);
+    r.add(spec::GUEST_PORTHOLE_EXEC_KILL, px_exec::kill);
+    r.add(spec::GUEST_PORTHOLE_EXEC_STDIN, px_exec::stdin);
+    r.add_payload(spec::GUEST_PORTHOLE_FILE_READ, px_file::read);
+    r.add(spec::GUEST_PORTHOLE_FILE_SHA256, px_file::sha256);
+    r.add(spec::GUEST_PORTHOLE_FILE_WRITE, px_file::write);
+    r.add(spec::GUEST_PORTHOLE_FILE_PARTIAL, px_file::partial);
+    r.add(spec::GUEST_PORTHOLE_TELEMETRY, telemetry::telemetry);
+    r.add(spec::GUEST_PORTHOLE_PROCESSES, processes::processes);
+    r.add(spec::GUEST_PORTHOLE_SERVICES, processes::services);
+    r.add(
+        spec::GUEST_PORTHOLE_SERVICE_STATUS,
+        processes::service_status,
+    );
+    r.add(spec::GUEST_PORTHOLE_TIME_SYNC, timesync::time_sync);
     kvmmanager::register(&mut r);
     r
 }

@@ -36,6 +36,7 @@ const SECRET_MEMBERS: &[&str] = &[
     "password",
     "keys",
     "content",
+    "data-b64",
 ];
 
 /// Commands that change nothing; every other command is audited.
@@ -53,6 +54,15 @@ const READ_ONLY: &[&str] = &[
     "guest-ssh-get-authorized-keys",
     "ping",
     "file_read",
+    // porthole's extensions that change nothing (exec-output only collects what is buffered).
+    "guest-porthole-exec-output",
+    "guest-porthole-file-read",
+    "guest-porthole-file-sha256",
+    "guest-porthole-file-partial",
+    "guest-porthole-telemetry",
+    "guest-porthole-processes",
+    "guest-porthole-services",
+    "guest-porthole-service-status",
 ];
 
 /// Who sent a request: the listener and, where the medium tells, the peer.

@@ -410,6 +410,21 @@ impl Policy {
         Ok(())
     }
 
+    /// Opens the directory `dir` (`O_PATH`) beneath the write prefixes, for operations on its
+    /// entries by name (a rename into place): the check and the open are one, as for files.
+    pub fn open_dir_for_write(&self, dir: &str) -> Result<File, CommandError> {
+        let rule = "write-prefixes";
+        self.write
+            .open(
+                dir,
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+                Mode::empty(),
+                self.strategy,
+                rule,
+            )
+            .map_err(|e| self.path_error(dir, "w", e, rule))
+    }
+
     /// Refuses a read of `count` bytes over `file-max-read`.
     pub fn check_read_size(&self, count: u64) -> Result<(), CommandError> {
         let max = self.files.max_read as u64;
