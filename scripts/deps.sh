@@ -36,6 +36,8 @@ packages=(
   busybox-static     # the test VM's userland (vm/build-image.sh)
   cpio               # the test VM's initramfs
   kmod               # depmod: modules.dep for the test VM's kernel modules
+  libxml2-utils      # xmllint --relaxng: inspect --format xml checked against virt-inspector.rng
+  python3-jsonschema # validates inspect --format json against docs/inspect-report.schema.json
 )
 
 sudo=""

@@ -38,6 +38,8 @@ pub enum ReportFormat {
     Text,
     /// porthole's native report (the default when piped)
     Json,
+    /// virt-inspector's XML (without porthole's Linux extras)
+    Xml,
 }
 
 #[derive(Debug, Args)]

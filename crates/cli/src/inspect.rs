@@ -1,4 +1,5 @@
-//! `porthole inspect IMAGE...`: what is inside a VM's disks, as text or JSON.
+//! `porthole inspect IMAGE...`: what is inside a VM's disks, as text, JSON or virt-inspector's
+//! XML.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
     match format {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ReportFormat::Text => print!("{}", text(&report)),
+        ReportFormat::Xml => print!("{}", porthole_inspect::output::xml::to_string(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }

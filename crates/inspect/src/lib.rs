@@ -9,6 +9,7 @@
 //! - [`linux`]: the distribution and architecture, and the configuration an operator audits:
 //!   enabled services, accounts and sudo rules, network configuration, timezone, kernels,
 //!   SELinux/AppArmor, cloud-init and guest agents.
+//! - [`output`]: the report in other tools' formats (virt-inspector's XML).
 //!
 //! Every parser here reads a guest's files, which are hostile input: sizes are capped before
 //! reading, every offset is checked, and each parser returns what it could read plus warnings.
@@ -16,6 +17,7 @@
 pub mod fuzzing;
 mod inspect;
 pub mod linux;
+pub mod output;
 pub mod packages;
 pub mod report;
 pub mod windows;
