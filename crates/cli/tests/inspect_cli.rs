@@ -13,7 +13,7 @@ use porthole_inspect::linux::services::Service;
 use porthole_inspect::linux::system::{Agent, AppArmor, CloudInit, Kernel, Selinux, SystemFacts};
 use porthole_inspect::packages::Application;
 use porthole_inspect::report::{FilesystemFact, Mountpoint, OperatingSystem, Report};
-use porthole_testkit::guests::gpt_ext4_esp_guest;
+use porthole_testkit::guests::{gpt_ext4_esp_guest, lvm_xfs_btrfs_guest};
 use porthole_testkit::tools::run;
 use serde_json::Value;
 
@@ -28,10 +28,14 @@ fn docs(name: &str) -> String {
 /// `porthole inspect <flags> <the UEFI guest's disk>`'s standard output.
 fn inspect(flags: &[&str]) -> String {
     let (disk, _) = gpt_ext4_esp_guest();
+    inspect_disks(flags, &[disk])
+}
+
+fn inspect_disks(flags: &[&str], disks: &[PathBuf]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_porthole"))
         .arg("inspect")
         .args(flags)
-        .arg(&disk)
+        .args(disks)
         .output()
         .expect("run porthole");
     assert!(
@@ -196,6 +200,20 @@ fn json_follows_its_schema_and_holds_the_guest() {
     assert_eq!(os["mountpoints"][0]["mountpoint"], "/");
     assert_eq!(os["mountpoints"][0]["device"], "/dev/sda2");
     assert!(os["applications"].as_array().expect("applications").len() > 100);
+}
+
+/// The LVM/XFS/btrfs guest (two disks, raw and qcow2; built as root): both outputs valid.
+#[test]
+fn lvm_guest_json_and_xml_are_valid() {
+    let disks = lvm_xfs_btrfs_guest();
+    let json = inspect_disks(&["--format", "json"], &disks);
+    assert_schema_valid(&json);
+    let json: Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(json["operating_systems"][0]["root"], "/dev/guestvg/root");
+    let xml = inspect_disks(&["--format", "xml"], &disks);
+    assert_rng_valid(&xml);
+    assert_eq!(xpath(&xml, "//operatingsystem/root"), "/dev/guestvg/root");
+    assert_eq!(xpath(&xml, "count(//mountpoint)"), "4");
 }
 
 #[test]

@@ -346,3 +346,64 @@ fn schema_rejects_what_virt_inspector_does_not_write() {
         assert!(!status.success(), "accepted:\n{document}");
     }
 }
+
+/// A character from every class the escaper treats differently: markup, whitespace, C0 and
+/// C1 controls, the non-characters U+FFFE/U+FFFF, multi-byte and astral characters.
+fn random_char(rng: &mut porthole_mutate::Rng) -> char {
+    const SPECIAL: [char; 16] = [
+        '<',
+        '>',
+        '&',
+        '"',
+        '\'',
+        '\n',
+        '\r',
+        '\t',
+        '\0',
+        '\u{1b}',
+        '\u{7f}',
+        '\u{85}',
+        '\u{FFFE}',
+        '\u{FFFF}',
+        '\u{FFFD}',
+        '\u{1F600}',
+    ];
+    match rng.below(4) {
+        0 => SPECIAL[rng.below(SPECIAL.len())],
+        1 => char::from_u32(rng.below(0x20) as u32).unwrap_or('?'),
+        2 => char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('\u{E000}'),
+        _ => char::from(b'a' + rng.below(26) as u8),
+    }
+}
+
+/// Thousands of deterministic random strings in every place guest text reaches: the one
+/// document stays well-formed and valid, carries no character XML forbids, and a parser reads
+/// every application back.
+#[test]
+fn random_guest_strings_always_give_a_valid_document() {
+    let mut rng = porthole_mutate::Rng::new(0x786d6c);
+    let mut random = |len: usize| -> String { (0..len).map(|_| random_char(&mut rng)).collect() };
+    let mut report = fedora_like();
+    let os = &mut report.operating_systems[0];
+    os.hostname = Some(random(64));
+    os.product_name = Some(random(64));
+    os.mountpoints[0].device = random(64);
+    os.filesystems[0].label = Some(random(64));
+    let apps: Vec<Application> = (0..2000)
+        .map(|_| Application {
+            name: random(16),
+            version: Some(random(8)),
+            summary: Some(random(40)),
+            description: Some(random(200)),
+            ..Application::default()
+        })
+        .collect();
+    os.applications = Some(apps);
+    let document = xml::to_string(&report);
+    assert!(
+        document.chars().all(xml::is_xml_char),
+        "a character XML 1.0 forbids was written"
+    );
+    validate(&document);
+    assert_eq!(xpath(&document, "count(//application)"), "2000");
+}
