@@ -15,7 +15,10 @@
 //!   `name` always, `epoch` only when not 0, every other field only when not empty.
 //!
 //! Not written, because the report does not hold them: `windows_systemroot`,
-//! `windows_current_control_set`, `drive_mappings` and `icon`. The Linux facts porthole adds
+//! `windows_current_control_set` (virt-inspector writes them between `package_management` and
+//! `hostname`), `drive_mappings` (after `filesystems`, left out when empty, each
+//! `<drive_mapping name="C">/dev/sda2</drive_mapping>` sorted by letter ignoring case) and
+//! `icon`. The Linux facts porthole adds
 //! (services, accounts, network, system) have no place in virt-inspector's schema and are
 //! left out; they are in the JSON report.
 //!
