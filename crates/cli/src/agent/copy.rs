@@ -124,8 +124,9 @@ impl Session {
         let ours = sha256_file(&partial)?;
         if theirs.sha256 != ours || theirs.size != offset {
             bail!(
-                "{guest} changed during the copy: the guest file has sha256 {} ({} bytes), the \
-                 copy {ours} ({offset} bytes); {} kept",
+                "the copy does not match {guest}: the guest file has sha256 {} ({} bytes), the \
+                 copy {ours} ({offset} bytes); the file changed during the copy or the partial \
+                 file was not its beginning; {} kept (copy again without --resume)",
                 theirs.sha256,
                 theirs.size,
                 partial.display()

@@ -45,7 +45,7 @@ impl Session {
                     .into_iter()
                     .map(|r| {
                         let destination = match (&r.mask, &r.desprefixlen) {
-                            (Some(mask), _) => format!("{}/{}", r.destination, mask),
+                            (Some(mask), _) => format!("{}/{}", r.destination, prefix_len(mask)),
                             (None, Some(len)) => format!("{}/{}", r.destination, len),
                             (None, None) => r.destination.clone(),
                         };
@@ -65,5 +65,32 @@ impl Session {
                 )
             },
         )
+    }
+}
+
+/// `255.255.255.0` as `24`; a mask that is not a run of ones stays as written.
+fn prefix_len(mask: &str) -> String {
+    match mask.parse::<std::net::Ipv4Addr>() {
+        Ok(addr) => {
+            let bits = u32::from(addr);
+            if bits.leading_ones() + bits.trailing_zeros() == 32 {
+                bits.leading_ones().to_string()
+            } else {
+                mask.to_string()
+            }
+        }
+        Err(_) => mask.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks() {
+        assert_eq!(prefix_len("255.255.255.0"), "24");
+        assert_eq!(prefix_len("0.0.0.0"), "0");
+        assert_eq!(prefix_len("255.0.255.0"), "255.0.255.0");
     }
 }
