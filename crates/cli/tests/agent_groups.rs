@@ -348,6 +348,27 @@ fn processes_and_services() {
 }
 
 #[test]
+fn extensions_on_qemu_ga_are_explained() {
+    let agent = Agent::start(AgentKind::QemuGa, &[]);
+    for (args, command) in [
+        (&["telemetry"][..], "guest-porthole-telemetry"),
+        (&["ps"], "guest-porthole-processes"),
+        (&["services"], "guest-porthole-services"),
+        (&["time", "sync"], "guest-porthole-time-sync"),
+    ] {
+        let out = porthole(&agent, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).starts_with(&format!(
+                "porthole: {command} is one of porthole-agent's extensions; this agent lacks it"
+            )),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn time_subcommands() {
     for kind in agent_kinds() {
         let agent = Agent::start(kind, &[]);
@@ -616,6 +637,15 @@ fn cp_resumes_interrupted_transfers() {
         "{}",
         stderr(&out)
     );
+
+    // A directory as destination receives a file of the source's name.
+    let dir = agent.path("dir");
+    std::fs::create_dir(&dir).expect("mkdir");
+    ok(&agent, &["cp", &guest_arg, dir.to_str().expect("utf-8")]);
+    assert_eq!(sha256sum(&dir.join("dst.bin")), sha256sum(&local));
+    let guest_dir = format!("guest:{}/", dir.display());
+    ok(&agent, &["cp", local.to_str().expect("utf-8"), &guest_dir]);
+    assert_eq!(sha256sum(&dir.join("src.bin")), sha256sum(&local));
 
     // qemu-ga cannot resume, and says so.
     let qga = Agent::start(AgentKind::QemuGa, &[]);

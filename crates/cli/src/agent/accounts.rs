@@ -36,14 +36,18 @@ impl Session {
     /// users can read in /proc).
     pub(super) fn set_password(&mut self, user: &str, crypted: bool) -> Result<()> {
         let stdin = std::io::stdin();
-        if stdin.is_terminal() {
+        let terminal = stdin.is_terminal();
+        if terminal {
             eprint!("password for {user}: ");
+            set_echo(false);
         }
         let mut line = String::new();
-        stdin
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the password from standard input")?;
+        let read = stdin.lock().read_line(&mut line);
+        if terminal {
+            set_echo(true);
+            eprintln!();
+        }
+        read.context("cannot read the password from standard input")?;
         let password = line.trim_end_matches(['\n', '\r']);
         if password.is_empty() {
             bail!("no password on standard input");
@@ -56,4 +60,13 @@ impl Session {
         self.query_with(cmd::GUEST_SET_USER_PASSWORD.name, arguments)?;
         self.report(json!({}), || format!("password set for {user}\n"))
     }
+}
+
+/// Turns the terminal's echo off or on with stty(1), which works on the terminal it inherits as
+/// standard input (best effort: without stty the password is echoed).
+fn set_echo(on: bool) {
+    let _ = std::process::Command::new("stty")
+        .arg(if on { "echo" } else { "-echo" })
+        .stdin(std::process::Stdio::inherit())
+        .status();
 }

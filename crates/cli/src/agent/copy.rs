@@ -59,7 +59,9 @@ impl Session {
         if args.resume && !porthole {
             bail!("--resume needs porthole-agent's guest-porthole-file-* commands, which this agent (qemu-ga?) lacks");
         }
-        let copied = match (parse_end(&args.source), parse_end(&args.destination)) {
+        let (source, destination) = (parse_end(&args.source), parse_end(&args.destination));
+        let destination = into_directory(destination, &source);
+        let copied = match (source, destination) {
             (End::Guest(guest), End::Local(local)) if porthole => {
                 self.download(&guest, &local, args.resume)?
             }
@@ -299,6 +301,23 @@ fn check_chunk(chunk: &cmd::PxFileChunk, offset: u64, data: &[u8]) -> Result<()>
         );
     }
     Ok(())
+}
+
+/// `cp guest:/etc/hosts DIR` and `cp FILE guest:/tmp/` copy to a file of the source's name
+/// inside the directory, as cp(1) does.
+fn into_directory(destination: End, source: &End) -> End {
+    let name = match source {
+        End::Guest(path) => path.rsplit('/').next().map(str::to_string),
+        End::Local(path) => path.file_name().map(|n| n.to_string_lossy().into_owned()),
+    };
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return destination;
+    };
+    match destination {
+        End::Local(dir) if dir.is_dir() => End::Local(dir.join(name)),
+        End::Guest(dir) if dir.ends_with('/') => End::Guest(format!("{dir}{name}")),
+        other => other,
+    }
 }
 
 fn partial_path(local: &Path) -> PathBuf {

@@ -15,7 +15,7 @@ use crate::cli::{AgentArgs, AgentCommand};
 use crate::output::{key_values, table, utc_offset, utc_timestamp, yes_no};
 use anyhow::{bail, Context, Result};
 use porthole_client::commands::{self as cmd, AgentInfo, OsInfo, Timezone, User};
-use porthole_client::{Client, Options};
+use porthole_client::{Client, ClientError, Options};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::process::ExitCode;
@@ -91,7 +91,9 @@ struct Session {
 impl Session {
     /// The raw return value of a command with arguments.
     fn query_with(&mut self, command: &str, arguments: Value) -> Result<Value> {
-        Ok(self.client.call(command, arguments, self.timeout)?)
+        self.client
+            .call(command, arguments, self.timeout)
+            .map_err(|e| explain_missing(e, command))
     }
 
     /// Prints the raw value with `--json`, else decodes it and prints `human(decoded)`.
@@ -218,6 +220,17 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Says why a porthole extension is unknown: the agent is qemu-ga (or an older porthole-agent).
+fn explain_missing(error: ClientError, command: &str) -> anyhow::Error {
+    let unknown = matches!(&error, ClientError::Agent { class, .. } if class == "CommandNotFound");
+    if unknown && command.starts_with(cmd::PORTHOLE_PREFIX) {
+        return anyhow::Error::new(error).context(format!(
+            "{command} is one of porthole-agent's extensions; this agent lacks it (is it qemu-ga?)"
+        ));
+    }
+    error.into()
 }
 
 fn print_json(value: &Value) -> Result<()> {

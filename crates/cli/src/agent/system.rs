@@ -1,6 +1,6 @@
 //! The clock, CPUs, load, and porthole-agent's telemetry, process and service lists.
 
-use super::{print_json, Session};
+use super::{explain_missing, print_json, Session};
 use crate::cli::TimeAction;
 use crate::output::{human_bytes, human_duration, key_values, table, utc_from_nanos, yes_no};
 use anyhow::{Context, Result};
@@ -26,7 +26,15 @@ impl Session {
             }
             TimeAction::Sync { now } => {
                 let time_ns = if now { Some(host_nanos()?) } else { None };
-                let method = self.client.px_time_sync(time_ns)?;
+                let command = cmd::GUEST_PORTHOLE_TIME_SYNC.name;
+                if now && !self.supports(command)? {
+                    // qemu-ga: guest-set-time does the same with the host's time.
+                    return self.time(Some(TimeAction::Set { ns: time_ns, now }));
+                }
+                let method = self
+                    .client
+                    .px_time_sync(time_ns)
+                    .map_err(|e| explain_missing(e, command))?;
                 self.report(json!({ "method": method }), || {
                     format!("guest clock synchronised ({method})\n")
                 })
