@@ -660,3 +660,58 @@ fn cp_resumes_interrupted_transfers() {
         stderr(&out)
     );
 }
+
+/// Starts a copy, kills the CLI once `partial` holds at least one chunk, and returns.
+fn interrupt_copy(agent: &Agent, args: &[&str], partial: &Path) {
+    let mut child = spawn(agent, args, Stdio::null());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let len = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
+        if len >= 8 << 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no partial {}",
+            partial.display()
+        );
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "the copy finished before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill porthole");
+    let _ = child.wait();
+}
+
+#[test]
+fn cp_resumes_after_the_cli_was_killed() {
+    let agent = Agent::start(AgentKind::Porthole, &[]);
+    let local = agent.path("big.bin");
+    std::fs::write(&local, blob(32 << 20)).expect("write");
+    let local_arg = local.to_str().expect("utf-8").to_string();
+    let guest = agent.path("copy.bin");
+    let guest_arg = format!("guest:{}", guest.display());
+
+    interrupt_copy(
+        &agent,
+        &["cp", &local_arg, &guest_arg],
+        &agent.path(".copy.bin.porthole-partial"),
+    );
+    assert!(!guest.exists(), "the target appeared before the last chunk");
+    let up = json(&agent, &["cp", "--resume", &local_arg, &guest_arg]);
+    assert!(up["resumed-from"].as_u64() >= Some(8 << 20), "{up}");
+    assert_eq!(sha256sum(&guest), sha256sum(&local));
+
+    let back = agent.path("back.bin");
+    let back_arg = back.to_str().expect("utf-8").to_string();
+    interrupt_copy(
+        &agent,
+        &["cp", &guest_arg, &back_arg],
+        &agent.path("back.bin.porthole-partial"),
+    );
+    let down = json(&agent, &["cp", "--resume", &guest_arg, &back_arg]);
+    assert!(down["resumed-from"].as_u64() >= Some(8 << 20), "{down}");
+    assert_eq!(sha256sum(&back), sha256sum(&local));
+}
