@@ -715,3 +715,48 @@ fn cp_resumes_after_the_cli_was_killed() {
     assert!(down["resumed-from"].as_u64() >= Some(8 << 20), "{down}");
     assert_eq!(sha256sum(&back), sha256sum(&local));
 }
+
+/// Whether a process whose command line holds `marker` is running.
+fn running(marker: &str) -> bool {
+    std::fs::read_dir("/proc").expect("/proc").any(|entry| {
+        let path = entry.expect("entry").path().join("cmdline");
+        std::fs::read(path).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+    })
+}
+
+#[test]
+fn exec_kills_the_program_when_the_cli_gives_up() {
+    let agent = Agent::start(AgentKind::Porthole, &[]);
+    let marker = format!("porthole-marker-{}", std::process::id());
+    let script = format!("while :; do echo {marker}; done");
+    let mut child = spawn(&agent, &["exec", "--", "sh", "-c", &script], Stdio::null());
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert!(lines
+        .next()
+        .expect("a line")
+        .expect("read")
+        .contains(&marker));
+    drop(lines);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot write to standard output"),
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !running(&script),
+        "the guest program survived a closed stdout"
+    );
+
+    let script = format!("sleep 30; echo {marker}");
+    let out = porthole(
+        &agent,
+        &["exec", "--max-wait", "0.5", "--", "sh", "-c", &script],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("gave up waiting"), "{}", stderr(&out));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!running(&script), "the guest program survived --max-wait");
+}

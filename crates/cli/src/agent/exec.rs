@@ -82,25 +82,31 @@ impl Session {
             timed_out: false,
         };
         let deadline = exec.max_wait.map(|d| Instant::now() + d);
+        if let Err(error) = self.pump(&mut run, deadline) {
+            // Our side failed (a closed stdout, a dead connection): do not leave the program
+            // running unattended in the guest.
+            let _ = self.client.px_exec_kill(handle, Some(9));
+            return Err(error);
+        }
+        self.finish_streamed(exec, run)
+    }
+
+    /// Polls for output until the program exits.
+    fn pump(&mut self, run: &mut Streamed, deadline: Option<Instant>) -> Result<()> {
         loop {
             run.forward_stdin(self)?;
-            let chunk = self.client.px_exec_output(handle, None)?;
+            let chunk = self.client.px_exec_output(run.handle, None)?;
             let got_data = run.take(&chunk)?;
             if chunk.exited {
-                break;
+                return Ok(());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                let _ = self.client.px_exec_kill(handle, Some(9));
-                bail!(
-                    "gave up waiting for the program after --max-wait; it was killed (handle \
-                     {handle})"
-                );
+                bail!("gave up waiting for the program after --max-wait; it was killed");
             }
             if !got_data {
                 std::thread::sleep(EXEC_POLL);
             }
         }
-        self.finish_streamed(exec, run)
     }
 
     fn finish_streamed(&mut self, exec: &ExecArgs, run: Streamed) -> Result<ExitCode> {
