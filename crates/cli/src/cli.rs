@@ -317,7 +317,8 @@ pub struct ExecArgs {
     /// Working directory (porthole-agent only)
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<String>,
-    /// Kill the program after SECS (porthole-agent only; `--timeout` is the reply timeout)
+    /// Kill the program after SECS and exit 124, as timeout(1) does (porthole-agent only;
+    /// `--timeout` is the wait for each reply)
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub time_limit: Option<Duration>,
     /// The program (looked up in the guest's PATH) and its arguments
