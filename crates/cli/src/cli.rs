@@ -139,19 +139,26 @@ pub enum AgentCommand {
     Os,
     /// The guest's host name (guest-get-host-name)
     Hostname,
-    /// The guest's clock (guest-get-time)
-    Time,
+    /// The guest's clock: `time` or `time get` reads it, `time set` and `time sync` set it
+    Time {
+        #[command(subcommand)]
+        action: Option<TimeAction>,
+    },
     /// The guest's time zone (guest-get-timezone)
     Timezone,
     /// Users logged in to the guest (guest-get-users)
     Users,
-    /// Run a program in the guest and wait for it; exits with its status (guest-exec)
-    Exec(ExecArgs),
+    /// Run a program in the guest; exits with its status. Streams its output with
+    /// porthole-agent (guest-porthole-exec), else waits for it (guest-exec)
+    Exec(Box<ExecArgs>),
     /// Copy a guest file to standard output (guest-file-open/read/close)
     Cat {
         /// The file's path inside the guest
         guest_path: String,
     },
+    /// Copy a file between host and guest: `cp guest:PATH LOCAL` or `cp LOCAL guest:PATH`
+    /// (`:PATH` also names a guest path). SHA-256 checked by porthole-agent, locally with qemu-ga
+    Cp(CpArgs),
     /// Send any command and print the reply: '{"execute": ...}' or NAME [ARGS-JSON]
     Call {
         /// A full request object, or a command name
@@ -167,6 +174,125 @@ pub enum AgentCommand {
         #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
         wait: Duration,
     },
+    /// Reboot the guest (guest-shutdown, mode reboot)
+    Reboot {
+        /// Seconds to wait for an error; silence means the guest is going down
+        #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
+        wait: Duration,
+    },
+    /// Halt the guest (guest-shutdown, mode halt)
+    Halt {
+        /// Seconds to wait for an error; silence means the guest is going down
+        #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
+        wait: Duration,
+    },
+    /// Freeze the guest's filesystems, all or the given mount points (guest-fsfreeze-freeze[-list])
+    Fsfreeze {
+        /// A mount point to freeze (repeat; default: every freezable filesystem)
+        #[arg(long = "mountpoint", value_name = "M")]
+        mountpoints: Vec<String>,
+    },
+    /// Thaw the guest's filesystems (guest-fsfreeze-thaw)
+    Thaw,
+    /// Whether the guest's filesystems are frozen (guest-fsfreeze-status)
+    FreezeStatus,
+    /// Mounted filesystems with sizes and disks (guest-get-fsinfo)
+    Fsinfo,
+    /// Disks and partitions (guest-get-disks)
+    Disks,
+    /// Discard unused blocks on the guest's filesystems (guest-fstrim)
+    Fstrim {
+        /// Minimum contiguous free range to discard, in bytes
+        #[arg(long, value_name = "N")]
+        minimum: Option<i64>,
+    },
+    /// Network interfaces and addresses (guest-network-get-interfaces)
+    Ifaddr,
+    /// The routing table (guest-network-get-route)
+    Routes,
+    /// Manage a user's ~/.ssh/authorized_keys (guest-ssh-*-authorized-keys)
+    SshKeys {
+        #[command(subcommand)]
+        action: SshKeysAction,
+    },
+    /// Set a user's password, read from standard input (guest-set-user-password)
+    SetPassword {
+        /// The account
+        user: String,
+        /// The input is a crypt(3) hash, not a clear-text password
+        #[arg(long)]
+        crypted: bool,
+    },
+    /// Logical CPUs (guest-get-vcpus)
+    Vcpus,
+    /// Load averages (guest-get-load)
+    Load,
+    /// CPU, memory, swap, load, uptime, filesystems, interfaces (guest-porthole-telemetry)
+    Telemetry,
+    /// Processes (guest-porthole-processes)
+    Ps {
+        /// List at most N processes
+        #[arg(long, value_name = "N")]
+        max: Option<i64>,
+    },
+    /// systemd units (guest-porthole-services)
+    Services,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TimeAction {
+    /// Read the guest's clock (the default; guest-get-time)
+    Get,
+    /// Set the guest's clock (guest-set-time)
+    Set {
+        /// Nanoseconds since the epoch
+        #[arg(
+            long,
+            value_name = "N",
+            conflicts_with = "now",
+            required_unless_present = "now"
+        )]
+        ns: Option<i64>,
+        /// The host's current time
+        #[arg(long)]
+        now: bool,
+    },
+    /// Sync the guest's clock: to the host's time with --now, else through the guest's own
+    /// NTP client (guest-porthole-time-sync)
+    Sync {
+        /// Set it to the host's current time
+        #[arg(long)]
+        now: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SshKeysAction {
+    /// List the user's authorized keys
+    Get { user: String },
+    /// Add keys (duplicates are skipped)
+    Add {
+        user: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Remove keys
+    Remove {
+        user: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: guest:PATH or a local file
+    pub source: String,
+    /// Destination: a local file or guest:PATH
+    pub destination: String,
+    /// Continue an interrupted transfer from where it stopped
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args)]
@@ -174,7 +300,8 @@ pub struct ExecArgs {
     /// Do not capture the program's output (only its exit status comes back)
     #[arg(long)]
     pub no_capture: bool,
-    /// Feed this file ('-' for our standard input) to the program's standard input
+    /// Feed this file ('-' for our standard input) to the program's standard input.
+    /// With porthole-agent a non-terminal standard input is passed through anyway
     #[arg(long, value_name = "FILE|-")]
     pub stdin: Option<PathBuf>,
     /// Set an environment variable; note that guest-exec then replaces the whole environment
@@ -183,6 +310,19 @@ pub struct ExecArgs {
     /// Give up waiting for the program after SECS (default: wait until it exits)
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub max_wait: Option<Duration>,
+    /// Run as this user (porthole-agent only)
+    #[arg(long, value_name = "U")]
+    pub user: Option<String>,
+    /// Run with this group (porthole-agent only)
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+    /// Working directory (porthole-agent only)
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// Kill the program after SECS and exit 124, as timeout(1) does (porthole-agent only;
+    /// `--timeout` is the wait for each reply)
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub time_limit: Option<Duration>,
     /// The program (looked up in the guest's PATH) and its arguments
     #[arg(
         value_name = "PROGRAM",
@@ -191,6 +331,20 @@ pub struct ExecArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<String>,
+}
+
+impl ExecArgs {
+    /// Whether an option only guest-porthole-exec understands was given.
+    pub fn porthole_only(&self) -> Option<&'static str> {
+        [
+            (self.user.is_some(), "--user"),
+            (self.group.is_some(), "--group"),
+            (self.cwd.is_some(), "--cwd"),
+            (self.time_limit.is_some(), "--time-limit"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

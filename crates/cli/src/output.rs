@@ -90,6 +90,36 @@ pub fn utc_offset(secs: i64) -> String {
     format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60)
 }
 
+/// `512B`, `4.0K`, `1.5G`: binary units, one decimal above bytes.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS.get(unit).copied().unwrap_or("E"))
+}
+
+/// A duration in seconds as `3d 4h 05m 06s` (days and hours only when non-zero).
+pub fn human_duration(secs: u64) -> String {
+    let (days, hours) = (secs / 86_400, secs % 86_400 / 3600);
+    let (minutes, seconds) = (secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if days > 0 {
+        let _ = write!(out, "{days}d ");
+    }
+    if days > 0 || hours > 0 {
+        let _ = write!(out, "{hours}h ");
+    }
+    let _ = write!(out, "{minutes:02}m {seconds:02}s");
+    out
+}
+
 pub fn yes_no(flag: bool) -> &'static str {
     if flag {
         "yes"
@@ -113,6 +143,15 @@ mod tests {
         assert_eq!(utc_timestamp(-1, 0), "1969-12-31T23:59:59Z");
         assert_eq!(utc_offset(-16_200), "-04:30");
         assert_eq!(utc_offset(3600), "+01:00");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(4096), "4.0K");
+        assert_eq!(human_bytes(3 << 29), "1.5G");
+        assert_eq!(human_duration(59), "00m 59s");
+        assert_eq!(human_duration(90_061), "1d 1h 01m 01s");
     }
 
     #[test]

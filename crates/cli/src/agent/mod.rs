@@ -2,22 +2,25 @@
 //!
 //! Each query fetches the raw return value: `--json` prints it untouched (members this version
 //! does not know about survive), the human form decodes it with the protocol crate's types.
+//! One module per command group; this one holds the session and the basic queries.
 
-use crate::cli::{AgentArgs, AgentCommand, ExecArgs};
-use crate::output::{key_values, table, utc_from_nanos, utc_offset, utc_timestamp, yes_no};
+mod accounts;
+mod copy;
+mod exec;
+mod network;
+mod storage;
+mod system;
+
+use crate::cli::{AgentArgs, AgentCommand};
+use crate::output::{key_values, table, utc_offset, utc_timestamp, yes_no};
 use anyhow::{bail, Context, Result};
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
-use porthole_client::commands::{self as cmd, AgentInfo, CaptureOutput, OsInfo, Timezone, User};
-use porthole_client::{Client, ExecOutput, Options};
-use serde_json::{json, Map, Value};
-use std::io::{Read, Write};
-use std::path::Path;
+use porthole_client::commands::{self as cmd, AgentInfo, OsInfo, Timezone, User};
+use porthole_client::{Client, ClientError, Options};
+use serde_json::{Map, Value};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// How often `exec` asks whether the program has exited.
-const EXEC_POLL: Duration = Duration::from_millis(50);
 /// How long `call` waits for an error from a command that has no success response.
 const NO_REPLY_WAIT: Duration = Duration::from_secs(3);
 /// Commands that send nothing on success (qemu's schema marks them `success-response: false`).
@@ -50,13 +53,31 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         AgentCommand::Info => session.info()?,
         AgentCommand::Os => session.os()?,
         AgentCommand::Hostname => session.hostname()?,
-        AgentCommand::Time => session.time()?,
+        AgentCommand::Time { action } => session.time(action)?,
         AgentCommand::Timezone => session.timezone()?,
         AgentCommand::Users => session.users()?,
-        AgentCommand::Exec(exec) => return session.exec(exec),
+        AgentCommand::Exec(exec) => return session.exec(*exec),
         AgentCommand::Cat { guest_path } => session.cat(&guest_path)?,
         AgentCommand::Call { request, arguments } => session.call(&request, arguments)?,
         AgentCommand::Shutdown { mode, wait } => session.shutdown(mode.as_str(), wait)?,
+        AgentCommand::Reboot { wait } => session.shutdown("reboot", wait)?,
+        AgentCommand::Halt { wait } => session.shutdown("halt", wait)?,
+        AgentCommand::Cp(cp) => session.cp(cp)?,
+        AgentCommand::Fsfreeze { mountpoints } => session.fsfreeze(mountpoints)?,
+        AgentCommand::Thaw => session.thaw()?,
+        AgentCommand::FreezeStatus => session.freeze_status()?,
+        AgentCommand::Fsinfo => session.fsinfo()?,
+        AgentCommand::Disks => session.disks()?,
+        AgentCommand::Fstrim { minimum } => session.fstrim(minimum)?,
+        AgentCommand::Ifaddr => session.ifaddr()?,
+        AgentCommand::Routes => session.routes()?,
+        AgentCommand::SshKeys { action } => session.ssh_keys(action)?,
+        AgentCommand::SetPassword { user, crypted } => session.set_password(&user, crypted)?,
+        AgentCommand::Vcpus => session.vcpus()?,
+        AgentCommand::Load => session.load()?,
+        AgentCommand::Telemetry => session.telemetry()?,
+        AgentCommand::Ps { max } => session.ps(max)?,
+        AgentCommand::Services => session.services()?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -68,9 +89,11 @@ struct Session {
 }
 
 impl Session {
-    /// The raw return value of an argument-less command.
-    fn query(&mut self, command: &str) -> Result<Value> {
-        Ok(self.client.call(command, Value::Null, self.timeout)?)
+    /// The raw return value of a command with arguments.
+    fn query_with(&mut self, command: &str, arguments: Value) -> Result<Value> {
+        self.client
+            .call(command, arguments, self.timeout)
+            .map_err(|e| explain_missing(e, command))
     }
 
     /// Prints the raw value with `--json`, else decodes it and prints `human(decoded)`.
@@ -79,7 +102,17 @@ impl Session {
         command: &str,
         human: impl FnOnce(T) -> String,
     ) -> Result<()> {
-        let value = self.query(command)?;
+        self.show_with(command, Value::Null, human)
+    }
+
+    /// [`Session::show`] for a command with arguments.
+    fn show_with<T: serde::de::DeserializeOwned>(
+        &mut self,
+        command: &str,
+        arguments: Value,
+        human: impl FnOnce(T) -> String,
+    ) -> Result<()> {
+        let value = self.query_with(command, arguments)?;
         if self.json {
             return print_json(&value);
         }
@@ -138,12 +171,6 @@ impl Session {
         })
     }
 
-    fn time(&mut self) -> Result<()> {
-        self.show(cmd::GUEST_GET_TIME.name, |nanos: i64| {
-            format!("{}\n", utc_from_nanos(nanos))
-        })
-    }
-
     fn timezone(&mut self) -> Result<()> {
         self.show(cmd::GUEST_GET_TIMEZONE.name, |tz: Timezone| {
             key_values(&[("zone", tz.zone), ("offset", Some(utc_offset(tz.offset)))])
@@ -167,18 +194,6 @@ impl Session {
                 .collect();
             table(&["USER", "DOMAIN", "LOGIN-TIME"], &rows)
         })
-    }
-
-    fn exec(&mut self, exec: ExecArgs) -> Result<ExitCode> {
-        let request = exec_request(&exec)?;
-        let output = self.client.exec_wait(&request, EXEC_POLL, exec.max_wait)?;
-        if self.json {
-            print_json(&exec_json(&output))?;
-        } else {
-            write_output(&output)?;
-        }
-        let status = output.shell_status();
-        Ok(ExitCode::from(u8::try_from(status).unwrap_or(u8::MAX)))
     }
 
     fn cat(&mut self, path: &str) -> Result<()> {
@@ -205,6 +220,17 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Says why a porthole extension is unknown: the agent is qemu-ga (or an older porthole-agent).
+fn explain_missing(error: ClientError, command: &str) -> anyhow::Error {
+    let unknown = matches!(&error, ClientError::Agent { class, .. } if class == "CommandNotFound");
+    if unknown && command.starts_with(cmd::PORTHOLE_PREFIX) {
+        return anyhow::Error::new(error).context(format!(
+            "{command} is one of porthole-agent's extensions; this agent lacks it (is it qemu-ga?)"
+        ));
+    }
+    error.into()
 }
 
 fn print_json(value: &Value) -> Result<()> {
@@ -255,84 +281,10 @@ fn parse_call(request: &str, arguments: Option<&str>) -> Result<(String, Value)>
     Ok((command, arguments))
 }
 
-/// Builds guest-exec's arguments from the command line.
-fn exec_request(exec: &ExecArgs) -> Result<cmd::ExecArgs> {
-    let Some((program, args)) = exec.command.split_first() else {
-        bail!("no program given");
-    };
-    let input = match &exec.stdin {
-        None => None,
-        Some(path) => Some(BASE64.encode(read_input(path)?)),
-    };
-    Ok(cmd::ExecArgs {
-        path: program.clone(),
-        arg: (!args.is_empty()).then(|| args.to_vec()),
-        env: (!exec.env.is_empty()).then(|| exec.env.clone()),
-        input_data: input,
-        capture_output: (!exec.no_capture).then_some(CaptureOutput::Flag(true)),
-    })
-}
-
-fn read_input(path: &Path) -> Result<Vec<u8>> {
-    let mut data = Vec::new();
-    if path == Path::new("-") {
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut data)
-            .context("cannot read standard input")?;
-    } else {
-        data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    }
-    Ok(data)
-}
-
-/// The finished process in guest-exec-status's own shape, plus its pid.
-fn exec_json(output: &ExecOutput) -> Value {
-    let mut value = json!({"pid": output.pid, "exited": true});
-    let mut put = |key: &str, member: Value| {
-        if let Value::Object(map) = &mut value {
-            map.insert(key.into(), member);
-        }
-    };
-    if let Some(code) = output.exitcode {
-        put("exitcode", json!(code));
-    }
-    if let Some(signal) = output.signal {
-        put("signal", json!(signal));
-    }
-    put("out-data", json!(BASE64.encode(&output.stdout)));
-    put("err-data", json!(BASE64.encode(&output.stderr)));
-    put("out-truncated", json!(output.stdout_truncated));
-    put("err-truncated", json!(output.stderr_truncated));
-    value
-}
-
-/// Copies the program's captured streams to ours, and says when the agent cut them.
-fn write_output(output: &ExecOutput) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&output.stdout)
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(&output.stderr);
-    for (truncated, stream) in [
-        (output.stdout_truncated, "stdout"),
-        (output.stderr_truncated, "stderr"),
-    ] {
-        if truncated {
-            let _ = writeln!(
-                stderr,
-                "porthole: warning: the agent truncated the program's {stream}"
-            );
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn call_forms() -> Result<()> {
