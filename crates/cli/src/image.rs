@@ -11,7 +11,7 @@ use porthole_guest::{Disks, GuestView, RootKind};
 use serde_json::{json, Value};
 
 use crate::cli::{CatArgs, FilesystemsArgs, GuestArgs, LsArgs};
-use crate::output::{table, utc_timestamp};
+use crate::output::{human_bytes, table, utc_timestamp};
 
 /// Bytes per read in `cat`.
 const CAT_CHUNK: usize = 1 << 20;
@@ -74,7 +74,7 @@ pub fn filesystems(args: FilesystemsArgs) -> Result<ExitCode> {
             ["device", "volume", "filesystem", "label", "uuid"]
                 .iter()
                 .map(|k| cell(&r[*k]))
-                .chain([human_size(r["size"].as_u64().unwrap_or(0))])
+                .chain([human_bytes(r["size"].as_u64().unwrap_or(0))])
                 .collect()
         })
         .collect();
@@ -298,22 +298,6 @@ fn entry_json(name: &str, meta: &Metadata, link: Option<&str>) -> Value {
     })
 }
 
-/// 1.5G, 512M, 4.0K: sizes as `lsblk` prints them.
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "K", "M", "G", "T", "P"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.1}{}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,12 +325,5 @@ mod tests {
             "drwxrwxrwt"
         );
         assert_eq!(mode_string(&meta(FileType::Symlink, 0o777)), "lrwxrwxrwx");
-    }
-
-    #[test]
-    fn sizes_read_like_lsblk() {
-        assert_eq!(human_size(512), "512B");
-        assert_eq!(human_size(4096), "4.0K");
-        assert_eq!(human_size(3 << 29), "1.5G");
     }
 }
