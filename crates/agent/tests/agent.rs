@@ -3,137 +3,12 @@
 //! source, the JSON-RPC dialect, every capture mode, output caps, and the isa-serial transport.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// A porthole-agent process on a private socket and state dir, killed on drop.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-    statedir: PathBuf,
-    /// Kept until the agent stops; handed back by [`Agent::stop`] for a restart.
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Agent {
-    fn start(extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let statedir = dir.path().join("state");
-        Self::start_in(dir, statedir, extra)
-    }
-
-    fn start_in(
-        dir: tempfile::TempDir,
-        statedir: PathBuf,
-        extra: &[&str],
-    ) -> Result<Self, Box<dyn std::error::Error>> {
-        let socket = dir.path().join("agent.sock");
-        let _ = std::fs::remove_file(&socket);
-        let child = Command::new(env!("CARGO_BIN_EXE_porthole-agent"))
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&socket)
-            .arg("-t")
-            .arg(&statedir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&socket).is_err() {
-            if Instant::now() > deadline {
-                return Err("agent did not create its socket within 10 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Self {
-            child,
-            socket,
-            statedir,
-            dir: Some(dir),
-        })
-    }
-
-    fn connect(&self) -> Result<Client, Box<dyn std::error::Error>> {
-        Client::connect(&self.socket)
-    }
-
-    /// Stops the agent, keeping its directory for a restart.
-    fn stop(mut self) -> Result<(tempfile::TempDir, PathBuf), &'static str> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let dir = self.dir.take().ok_or("agent directory already taken")?;
-        Ok((dir, self.statedir.clone()))
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Client {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
-}
-
-impl Client {
-    fn connect(path: &Path) -> Result<Self, Box<dyn std::error::Error>> {
-        let stream = UnixStream::connect(path)?;
-        // Generous: a 16 MiB exec output through a debug build on a loaded 2-core CI machine.
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Self {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
-        })
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) -> Result<(), std::io::Error> {
-        self.writer.write_all(bytes)
-    }
-
-    fn reply(&mut self) -> Result<Value, Box<dyn std::error::Error>> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        Ok(serde_json::from_str(&line)?)
-    }
-
-    fn call(&mut self, request: Value) -> Result<Value, Box<dyn std::error::Error>> {
-        self.send_raw(request.to_string().as_bytes())?;
-        self.reply()
-    }
-
-    fn execute(
-        &mut self,
-        command: &str,
-        arguments: Value,
-    ) -> Result<Value, Box<dyn std::error::Error>> {
-        self.call(json!({"execute": command, "arguments": arguments}))
-    }
-
-    /// Runs guest-exec and polls guest-exec-status until the process exited.
-    fn exec_wait(&mut self, arguments: Value) -> Result<Value, Box<dyn std::error::Error>> {
-        let started = self.execute("guest-exec", arguments)?;
-        let pid = started["return"]["pid"].clone();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let status = self.execute("guest-exec-status", json!({ "pid": pid }))?;
-            if status["return"]["exited"] == json!(true) {
-                return Ok(status["return"].clone());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("process did not exit: {status}").into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
+mod common;
+use common::*;
 
 fn b64(data: &Value) -> Vec<u8> {
     use base64::Engine as _;
@@ -272,22 +147,22 @@ fn jsonrpc_dialect() -> TestResult {
     let agent = Agent::start(&[])?;
     let mut client = agent.connect()?;
     let ok = client
-        .call(json!({"jsonrpc": "2.0", "method": "guest-sync", "params": {"id": 9}, "id": "a"}))?;
+        .call(&json!({"jsonrpc": "2.0", "method": "guest-sync", "params": {"id": 9}, "id": "a"}))?;
     assert_eq!(ok, json!({"jsonrpc": "2.0", "result": 9, "id": "a"}));
     // A notification gets no reply: the next reply belongs to the next request.
     client.send_raw(br#"{"jsonrpc":"2.0","method":"guest-ping"}"#)?;
-    let missing = client.call(json!({"jsonrpc": "2.0", "method": "nope", "id": 2}))?;
+    let missing = client.call(&json!({"jsonrpc": "2.0", "method": "nope", "id": 2}))?;
     assert_eq!(missing["error"]["code"], json!(-32601));
     assert_eq!(missing["id"], json!(2));
     let invalid = client
-        .call(json!({"jsonrpc": "2.0", "method": "guest-sync", "params": {"id": "x"}, "id": 3}))?;
+        .call(&json!({"jsonrpc": "2.0", "method": "guest-sync", "params": {"id": "x"}, "id": 3}))?;
     assert_eq!(invalid["error"]["code"], json!(-32602));
     // After JSON-RPC traffic, unparseable input is answered in JSON-RPC with id null.
     client.send_raw(b"{\"jsonrpc\":\"2.0\",\"method\":]")?;
     let parse = client.reply()?;
     assert_eq!(parse["error"]["code"], json!(-32700), "{parse}");
     assert_eq!(parse["id"], Value::Null);
-    let batch = client.call(json!([
+    let batch = client.call(&json!([
         {"jsonrpc": "2.0", "method": "guest-sync", "params": {"id": 1}, "id": 1},
         {"jsonrpc": "2.0", "method": "guest-ping"},
         {"jsonrpc": "2.0", "method": "guest-sync", "params": {"id": 2}, "id": 2}

@@ -5,102 +5,26 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+mod common;
+use common::*;
 
-/// A porthole-agent with the test's TOML configuration (`$D` is its directory), killed on drop.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-    dir: tempfile::TempDir,
+/// The extensions' own steps on top of the shared client.
+trait Extensions {
+    fn refused(&mut self, command: &str, arguments: Value) -> Res<String>;
+    fn run(&mut self, arguments: Value) -> Res<(Vec<u8>, Vec<u8>, Value, usize)>;
+    fn collect(&mut self, handle: &Value) -> Res<(Vec<u8>, Vec<u8>, Value, usize)>;
 }
 
-impl Agent {
-    fn start(toml: &str) -> Res<Self> {
-        let dir = tempfile::tempdir()?;
-        let socket = dir.path().join("agent.sock");
-        let config = dir.path().join("agent.toml");
-        std::fs::write(&config, toml.replace("$D", &dir.path().to_string_lossy()))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_porthole-agent"))
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&socket)
-            .arg("-t")
-            .arg(dir.path().join("state"))
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut agent = Self { child, socket, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&agent.socket).is_err() {
-            if let Some(status) = agent.child.try_wait()? {
-                return Err(format!("agent exited at start: {status}").into());
-            }
-            if Instant::now() > deadline {
-                return Err("agent did not create its socket within 10 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(agent)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn connect(&self) -> Res<Client> {
-        let stream = UnixStream::connect(&self.socket)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Client {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
-        })
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Client {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
-}
-
-impl Client {
-    /// The whole reply (`return` or `error`).
-    fn call(&mut self, command: &str, arguments: Value) -> Res<Value> {
-        let request = json!({"execute": command, "arguments": arguments});
-        self.writer.write_all(request.to_string().as_bytes())?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        Ok(serde_json::from_str(&line)?)
-    }
-
-    /// The `return` member; an error reply is a test failure.
-    fn ok(&mut self, command: &str, arguments: Value) -> Res<Value> {
-        let reply = self.call(command, arguments)?;
-        match reply.get("return") {
-            Some(value) => Ok(value.clone()),
-            None => Err(format!("{command} failed: {reply}").into()),
-        }
-    }
-
+impl Extensions for Client {
     /// The error's `desc`; a success is a test failure.
     fn refused(&mut self, command: &str, arguments: Value) -> Res<String> {
-        let reply = self.call(command, arguments)?;
+        let reply = self.execute(command, arguments)?;
         match reply["error"]["desc"].as_str() {
             Some(desc) => Ok(desc.to_string()),
             None => Err(format!("{command} should have failed: {reply}").into()),
@@ -245,7 +169,7 @@ fn ids(client: &mut Client, args: Value) -> Res<(u32, u32, Vec<u32>)> {
 #[test]
 fn exec_as_a_user_with_its_groups_or_chosen_ones() -> TestResult {
     let user = User::new("id");
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     // The user's own groups, as login would set them.
     let (uid, gid, groups) = ids(&mut client, json!({"user": user.name}))?;
@@ -272,11 +196,11 @@ fn exec_as_a_user_with_its_groups_or_chosen_ones() -> TestResult {
 #[test]
 fn cwd_is_entered_as_the_user() -> TestResult {
     let user = User::new("cwd");
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let open = agent.path("open");
     std::fs::create_dir(&open)?;
-    std::fs::set_permissions(agent.dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(agent.dir(), std::fs::Permissions::from_mode(0o755))?;
     let (out, _, last, _) = client.run(json!({"path": "pwd", "cwd": open, "user": user.name}))?;
     assert_eq!(last["exitcode"], json!(0));
     assert_eq!(text(&out).trim(), open.to_string_lossy());
@@ -307,7 +231,7 @@ fn process_gone(pid: u32) -> bool {
 
 #[test]
 fn timeout_kills_the_process_group() -> TestResult {
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let started = Instant::now();
     let (out, _, last, _) = client.run(json!({
@@ -335,7 +259,7 @@ fn timeout_kills_the_process_group() -> TestResult {
 
 #[test]
 fn output_streams_while_the_child_runs() -> TestResult {
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let script = "for i in 1 2 3 4; do echo line$i; echo err$i >&2; sleep 0.3; done";
     let (out, err, last, early) =
@@ -379,7 +303,7 @@ fn output_streams_while_the_child_runs() -> TestResult {
 
 #[test]
 fn kill_and_stdin_after_start() -> TestResult {
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let handle = client.ok(
         "guest-porthole-exec",
@@ -430,7 +354,7 @@ fn kill_and_stdin_after_start() -> TestResult {
 
 #[test]
 fn output_cap_truncates_without_blocking() -> TestResult {
-    let agent = Agent::start("[policy]\nexec-max-output = 1000\n")?;
+    let agent = Agent::with_config("[policy]\nexec-max-output = 1000\n", &[])?;
     let mut client = agent.connect()?;
     let (out, err, last, _) = client.run(json!({
         "path": "/bin/sh",
@@ -465,7 +389,7 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 #[test]
 fn file_write_resumes_verifies_and_renames() -> TestResult {
     let user = User::new("fw");
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let target = agent.path("big.bin");
     let partial = agent.path(".big.bin.porthole-partial");
     let data = pseudo_random(3 << 20, 7);
@@ -529,7 +453,7 @@ fn file_write_resumes_verifies_and_renames() -> TestResult {
 
 #[test]
 fn file_read_in_chunks_matches_sha256sum() -> TestResult {
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let path = agent.path("read.bin");
     let data = pseudo_random((5 << 20) + 123, 11);
@@ -565,7 +489,7 @@ fn file_read_in_chunks_matches_sha256sum() -> TestResult {
 
 #[test]
 fn telemetry_agrees_with_proc() -> TestResult {
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let before: f64 = std::fs::read_to_string("/proc/uptime")?
         .split_whitespace()
@@ -628,7 +552,7 @@ fn telemetry_agrees_with_proc() -> TestResult {
 
 #[test]
 fn processes_include_the_agent_and_services_need_systemd() -> TestResult {
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let list = client.ok("guest-porthole-processes", json!({}))?;
     let processes = list["processes"].as_array().ok_or("processes")?;
@@ -660,8 +584,8 @@ fn processes_include_the_agent_and_services_need_systemd() -> TestResult {
     assert_eq!(two["truncated"], json!(true));
 
     let init = tool("ps", &["-p", "1", "-o", "comm="], "procps");
-    let services = client.call("guest-porthole-services", json!({}))?;
-    let status = client.call(
+    let services = client.execute("guest-porthole-services", json!({}))?;
+    let status = client.execute(
         "guest-porthole-service-status",
         json!({"name": "ssh.service"}),
     )?;
@@ -681,14 +605,14 @@ fn processes_include_the_agent_and_services_need_systemd() -> TestResult {
 
 #[test]
 fn time_sync_reports_its_method() -> TestResult {
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let found = |p: &str| {
         ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
             .iter()
             .any(|d| Path::new(d).join(p).exists())
     };
-    let reply = client.call("guest-porthole-time-sync", json!({}))?;
+    let reply = client.execute("guest-porthole-time-sync", json!({}))?;
     let systemd = Path::new("/run/systemd/system").is_dir();
     if !found("chronyc") && !found("ntpd") && !systemd {
         assert_eq!(
@@ -704,7 +628,7 @@ fn time_sync_reports_its_method() -> TestResult {
     // With a time: the clock is stepped (to now, harmlessly) as guest-set-time does; the RTC
     // part fails where there is none (containers), with guest-set-time's hwclock error.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let reply = client.call(
+    let reply = client.execute(
         "guest-porthole-time-sync",
         json!({"time-ns": now.as_nanos() as i64}),
     )?;
@@ -726,7 +650,7 @@ fn policy_rules_gate_the_extensions() -> TestResult {
          read-prefixes = [\"$D/in\"]\nwrite-prefixes = [\"$D/in\"]\naudit-log = \"$D/audit.log\"\n",
         user.name
     );
-    let agent = Agent::start(&toml)?;
+    let agent = Agent::with_config(&toml, &[])?;
     std::fs::create_dir(agent.path("in"))?;
     let mut client = agent.connect()?;
     let desc = client.refused(
@@ -789,7 +713,7 @@ fn policy_rules_gate_the_extensions() -> TestResult {
 
 #[test]
 fn hostile_arguments_get_clear_errors() -> TestResult {
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let file = agent.path("f.txt");
     std::fs::write(&file, "hello")?;
@@ -939,7 +863,7 @@ fn hostile_arguments_get_clear_errors() -> TestResult {
 
 #[test]
 fn runaway_children_never_block_the_agent() -> TestResult {
-    let agent = Agent::start("[policy]\nexec-max-output = 65536\n")?;
+    let agent = Agent::with_config("[policy]\nexec-max-output = 65536\n", &[])?;
     let mut client = agent.connect()?;
     // A child that exits while its background grandchild holds the pipes is reported anyway.
     let started = Instant::now();
@@ -976,7 +900,7 @@ fn runaway_children_never_block_the_agent() -> TestResult {
 
 #[test]
 fn live_handles_are_bounded_and_freed_by_the_last_chunk() -> TestResult {
-    let agent = Agent::start("")?;
+    let agent = Agent::with_config("", &[])?;
     let mut client = agent.connect()?;
     let mut handles = Vec::new();
     for _ in 0..256 {
@@ -1004,7 +928,7 @@ fn live_handles_are_bounded_and_freed_by_the_last_chunk() -> TestResult {
 
 #[test]
 fn hardened_profile_and_json_rpc() -> TestResult {
-    let agent = Agent::start("profile = \"hardened\"\n")?;
+    let agent = Agent::with_config("profile = \"hardened\"\n", &[])?;
     let mut client = agent.connect()?;
     let desc = client.refused("guest-porthole-exec", json!({"path": "true"}))?;
     assert!(desc.contains("(policy: exec-programs)"), "{desc}");
@@ -1015,10 +939,7 @@ fn hardened_profile_and_json_rpc() -> TestResult {
     assert!(desc.contains("(policy: write-prefixes)"), "{desc}");
     // The same commands in the JSON-RPC dialect, with its codes.
     let request = json!({"jsonrpc": "2.0", "id": 7, "method": "guest-porthole-telemetry"});
-    client.writer.write_all(request.to_string().as_bytes())?;
-    let mut line = String::new();
-    client.reader.read_line(&mut line)?;
-    let reply: Value = serde_json::from_str(&line)?;
+    let reply = client.call(&request)?;
     assert_eq!(reply["id"], json!(7));
     assert!(
         reply["result"]["memory"]["total-bytes"]
@@ -1028,10 +949,7 @@ fn hardened_profile_and_json_rpc() -> TestResult {
     );
     let request = json!({"jsonrpc": "2.0", "id": 8, "method": "guest-porthole-file-read",
                          "params": {"path": "/etc/shadow"}});
-    client.writer.write_all(request.to_string().as_bytes())?;
-    line.clear();
-    client.reader.read_line(&mut line)?;
-    let reply: Value = serde_json::from_str(&line)?;
+    let reply = client.call(&request)?;
     assert_eq!(reply["error"]["code"], json!(-32001), "{reply}");
     Ok(())
 }

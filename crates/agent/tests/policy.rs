@@ -4,126 +4,20 @@
 
 use porthole_agent::policy::paths::{OpenError, Prefixes, Strategy};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::os::unix::fs::symlink;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+mod common;
+use common::*;
 
-/// A porthole-agent with a TOML configuration of the test's, killed on drop.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Agent {
-    /// `toml` is written to agent.toml (with `$D` replaced by the agent's directory).
-    fn start(toml: &str, extra: &[&str]) -> Res<Self> {
-        let dir = tempfile::tempdir()?;
-        let socket = dir.path().join("agent.sock");
-        let config = dir.path().join("agent.toml");
-        std::fs::write(&config, toml.replace("$D", &dir.path().to_string_lossy()))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_porthole-agent"))
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&socket)
-            .arg("-t")
-            .arg(dir.path().join("state"))
-            .arg("-c")
-            .arg(&config)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut agent = Self { child, socket, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&agent.socket).is_err() {
-            if let Some(status) = agent.child.try_wait()? {
-                return Err(format!("agent exited at start: {status}").into());
-            }
-            if Instant::now() > deadline {
-                return Err("agent did not create its socket within 10 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(agent)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn connect(&self) -> Res<Client> {
-        let stream = UnixStream::connect(&self.socket)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Client {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
-        })
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Client {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
-}
-
-impl Client {
-    fn reply(&mut self) -> Res<Value> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        Ok(serde_json::from_str(&line)?)
-    }
-
-    fn call(&mut self, request: &Value) -> Res<Value> {
-        self.writer.write_all(request.to_string().as_bytes())?;
-        self.reply()
-    }
-
-    fn execute(&mut self, command: &str, arguments: Value) -> Res<Value> {
-        self.call(&json!({"execute": command, "arguments": arguments}))
-    }
-
-    fn rpc(&mut self, method: &str, params: Value) -> Res<Value> {
-        self.call(&json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}))
-    }
-
-    fn open(&mut self, path: &Path, mode: &str) -> Res<Value> {
-        self.execute(
-            "guest-file-open",
-            json!({"path": path.to_string_lossy(), "mode": mode}),
-        )
-    }
-
-    fn exec_wait(&mut self, arguments: Value) -> Res<Value> {
-        let started = self.execute("guest-exec", arguments)?;
-        let pid = started["return"]["pid"].clone();
-        if pid.is_null() {
-            return Err(format!("guest-exec failed: {started}").into());
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = self.execute("guest-exec-status", json!({ "pid": pid }))?;
-            if status["return"]["exited"] == json!(true) {
-                return Ok(status["return"].clone());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("process did not exit: {status}").into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// guest-file-open of `path` in `mode`: the whole reply.
+fn open(client: &mut Client, path: &Path, mode: &str) -> Res<Value> {
+    client.execute(
+        "guest-file-open",
+        json!({"path": path.to_string_lossy(), "mode": mode}),
+    )
 }
 
 fn b64(data: &[u8]) -> String {
@@ -168,12 +62,13 @@ write-prefixes = ["$D/spool"]
 #[test]
 fn read_and_write_prefixes_hold_against_dotdot_and_symlinks() -> TestResult {
     for resolver in ["auto", "walk"] {
-        let agent = Agent::start(&format!("{PREFIXES}path-resolver = \"{resolver}\"\n"), &[])?;
-        let (read, write, secret) = tree(agent.dir.path())?;
+        let agent =
+            Agent::with_config(&format!("{PREFIXES}path-resolver = \"{resolver}\"\n"), &[])?;
+        let (read, write, secret) = tree(agent.dir())?;
         let mut c = agent.connect()?;
         // Allowed reads, through `..` and a symlink that stay inside.
         for ok in ["sub/file", "inside", "sub/../sub/file"] {
-            let reply = c.open(&read.join(ok), "r")?;
+            let reply = open(&mut c, &read.join(ok), "r")?;
             let handle = reply["return"].clone();
             assert!(handle.is_i64(), "{resolver} {ok}: {reply}");
             let data = c.execute("guest-file-read", json!({"handle": handle}))?;
@@ -187,7 +82,7 @@ fn read_and_write_prefixes_hold_against_dotdot_and_symlinks() -> TestResult {
             (read.join("absolute-escape"), "read-prefixes"),
             (secret.clone(), "read-prefixes"),
         ] {
-            let reply = c.open(&bad, "r")?;
+            let reply = open(&mut c, &bad, "r")?;
             assert_eq!(reply["error"]["class"], "GenericError", "{reply}");
             assert!(
                 desc(&reply).contains(&format!("(policy: {rule})")),
@@ -196,15 +91,15 @@ fn read_and_write_prefixes_hold_against_dotdot_and_symlinks() -> TestResult {
             assert!(desc(&reply).starts_with("failed to open file '"), "{reply}");
         }
         // Writes only under the write prefix, and a planted symlink cannot redirect them.
-        let reply = c.open(&read.join("new"), "w")?;
+        let reply = open(&mut c, &read.join("new"), "w")?;
         assert!(desc(&reply).contains("(policy: write-prefixes)"), "{reply}");
-        let reply = c.open(&read.join("sub/file"), "r+")?;
+        let reply = open(&mut c, &read.join("sub/file"), "r+")?;
         assert!(desc(&reply).contains("(policy: write-prefixes)"), "{reply}");
-        let reply = c.open(&write.join("planted"), "w")?;
+        let reply = open(&mut c, &write.join("planted"), "w")?;
         assert!(desc(&reply).contains("(policy: write-prefixes)"), "{reply}");
         assert_eq!(std::fs::read_to_string(&secret)?, "TOPSECRET");
         for mode in ["w", "a", "w+"] {
-            let reply = c.open(&write.join("out.txt"), mode)?;
+            let reply = open(&mut c, &write.join("out.txt"), mode)?;
             let handle = reply["return"].clone();
             assert!(handle.is_i64(), "{mode}: {reply}");
             c.execute(
@@ -215,7 +110,7 @@ fn read_and_write_prefixes_hold_against_dotdot_and_symlinks() -> TestResult {
         }
         assert_eq!(std::fs::read_to_string(write.join("out.txt"))?, "x");
         // A relative path is refused while prefixes are restricted.
-        let reply = c.open(Path::new("pub/sub/file"), "r")?;
+        let reply = open(&mut c, Path::new("pub/sub/file"), "r")?;
         assert!(desc(&reply).contains("relative path"), "{reply}");
         // The refusals were counted.
         let info = c.rpc("get_agent_info", json!({}))?;
@@ -291,7 +186,7 @@ fn a_directory_swapped_for_a_symlink_during_opens_never_escapes() -> TestResult 
 
 #[test]
 fn exec_allow_list_timeout_and_output_caps() -> TestResult {
-    let agent = Agent::start(
+    let agent = Agent::with_config(
         r#"
         [policy]
         exec-programs = ["echo", "sleep", "head"]
@@ -356,7 +251,7 @@ fn exec_allow_list_timeout_and_output_caps() -> TestResult {
 
 #[test]
 fn message_cap_refuses_large_requests_and_keeps_serving() -> TestResult {
-    let agent = Agent::start("[policy]\nmax-message = 65536\n", &[])?;
+    let agent = Agent::with_config("[policy]\nmax-message = 65536\n", &[])?;
     let mut c = agent.connect()?;
     let filler = "x".repeat(70 << 10);
     let big = c.execute("guest-ping", json!({ "pad": filler }))?;
@@ -371,20 +266,20 @@ fn message_cap_refuses_large_requests_and_keeps_serving() -> TestResult {
     );
     assert_eq!(c.execute("guest-ping", json!({}))?, json!({"return": {}}));
     // Below 4 KiB is a configuration error: the agent does not start.
-    assert!(Agent::start("[policy]\nmax-message = 100\n", &[]).is_err());
+    assert!(Agent::with_config("[policy]\nmax-message = 100\n", &[]).is_err());
     Ok(())
 }
 
 #[test]
 fn file_size_caps() -> TestResult {
-    let agent = Agent::start(
+    let agent = Agent::with_config(
         "[policy]\nfile-max-read = 100\nfile-max-write = 50\nfile-max-size = 80\n",
         &[],
     )?;
     let mut c = agent.connect()?;
     let path = agent.path("f");
     std::fs::write(&path, vec![b'a'; 300])?;
-    let h = c.open(&path, "r+")?["return"].clone();
+    let h = open(&mut c, &path, "r+")?["return"].clone();
     let read = c.execute("guest-file-read", json!({"handle": h, "count": 101}))?;
     assert!(desc(&read).contains("(policy: file-max-read)"), "{read}");
     let read = c.execute("guest-file-read", json!({"handle": h, "count": 100}))?;
@@ -396,7 +291,7 @@ fn file_size_caps() -> TestResult {
     assert!(desc(&big).contains("(policy: file-max-write)"), "{big}");
     // At offset 100, even one byte would make the file bigger than 80 bytes... here the file
     // already is; a fresh file grows to the cap and no further.
-    let h2 = c.open(&agent.path("g"), "w")?["return"].clone();
+    let h2 = open(&mut c, &agent.path("g"), "w")?["return"].clone();
     let ok = c.execute(
         "guest-file-write",
         json!({"handle": h2, "buf-b64": b64(&[1; 50])}),
@@ -413,20 +308,20 @@ fn file_size_caps() -> TestResult {
 
 #[test]
 fn audit_lines_for_state_changes_with_the_peer_identity() -> TestResult {
-    let agent = Agent::start("[policy]\naudit-log = \"$D/audit.log\"\n", &[])?;
+    let agent = Agent::with_config("[policy]\naudit-log = \"$D/audit.log\"\n", &[])?;
     let log = agent.path("audit.log");
     let mut c = agent.connect()?;
     // Reads: no audit line.
     c.execute("guest-get-osinfo", json!({}))?;
     let target = agent.path("written");
     std::fs::write(&target, "old")?;
-    let h = c.open(&target, "r")?["return"].clone();
+    let h = open(&mut c, &target, "r")?["return"].clone();
     c.execute("guest-file-read", json!({"handle": h}))?;
     c.execute("guest-file-close", json!({"handle": h}))?;
     c.rpc("file_read", json!({"path": target.to_string_lossy()}))?;
     assert!(!log.exists() || std::fs::read_to_string(&log)?.is_empty());
     // State changes: one line each, contents never logged.
-    let h = c.open(&target, "w")?["return"].clone();
+    let h = open(&mut c, &target, "w")?["return"].clone();
     c.execute(
         "guest-file-write",
         json!({"handle": h, "buf-b64": b64(b"SECRETDATA")}),
@@ -460,7 +355,7 @@ fn audit_lines_for_state_changes_with_the_peer_identity() -> TestResult {
     assert!(lines[1].contains("buf-b64=<16 bytes>"), "{}", lines[1]);
     // Refusals of state-changing commands are audited too, with their class.
     drop(c);
-    let agent = Agent::start(
+    let agent = Agent::with_config(
         "[policy]\naudit-log = \"$D/audit.log\"\n",
         &["-b", "guest-exec"],
     )?;
@@ -476,11 +371,11 @@ fn audit_lines_for_state_changes_with_the_peer_identity() -> TestResult {
 
 #[test]
 fn audit_lines_wait_while_frozen() -> TestResult {
-    let agent = Agent::start("[policy]\naudit-log = \"$D/audit.log\"\n", &[])?;
+    let agent = Agent::with_config("[policy]\naudit-log = \"$D/audit.log\"\n", &[])?;
     let marker = agent.path("state/porthole-agent.frozen");
     std::fs::write(&marker, "")?;
     let mut c = agent.connect()?;
-    c.open(&agent.path("while-frozen"), "w")?;
+    open(&mut c, &agent.path("while-frozen"), "w")?;
     assert!(!agent.path("audit.log").exists(), "written while frozen");
     std::fs::remove_file(&marker)?;
     c.execute("guest-exec", json!({"path": "true"}))?;
@@ -496,7 +391,7 @@ fn audit_lines_wait_while_frozen() -> TestResult {
 
 #[test]
 fn hardened_profile_refuses_what_it_says() -> TestResult {
-    let agent = Agent::start("profile = \"hardened\"\n", &[])?;
+    let agent = Agent::with_config("profile = \"hardened\"\n", &[])?;
     let mut c = agent.connect()?;
     for command in ["guest-exec", "guest-set-vcpus"] {
         let reply = c.execute(command, json!({}))?;
@@ -529,14 +424,14 @@ fn hardened_profile_refuses_what_it_says() -> TestResult {
         "JSON-RPC methods are not listed"
     );
     // Reads only under the profile's prefixes; writes only in the spool.
-    let shadow = c.open(Path::new("/etc/passwd"), "r")?;
+    let shadow = open(&mut c, Path::new("/etc/passwd"), "r")?;
     assert!(
         desc(&shadow).contains("(policy: read-prefixes)"),
         "{shadow}"
     );
-    let os = c.open(Path::new("/etc/os-release"), "r")?;
+    let os = open(&mut c, Path::new("/etc/os-release"), "r")?;
     assert!(os["return"].is_i64(), "{os}");
-    let tmp = c.open(&agent.path("x"), "w")?;
+    let tmp = open(&mut c, &agent.path("x"), "w")?;
     assert!(desc(&tmp).contains("(policy: write-prefixes)"), "{tmp}");
     let caps = c.rpc("get_agent_info", json!({}))?;
     let caps = caps["result"]["capabilities"]
@@ -549,7 +444,7 @@ fn hardened_profile_refuses_what_it_says() -> TestResult {
 
 #[test]
 fn jsonrpc_methods_happy_paths() -> TestResult {
-    let agent = Agent::start(
+    let agent = Agent::with_config(
         "shutdown-command = \"$D/fake-shutdown\"\n[policy]\nread-prefixes = [\"$D\", \"/etc\"]\nwrite-prefixes = [\"$D/out\"]\n",
         &[],
     )?;
@@ -679,7 +574,7 @@ fn jsonrpc_methods_happy_paths() -> TestResult {
 
 #[test]
 fn methods_are_gated_as_the_qga_command_they_ride_on() -> TestResult {
-    let agent = Agent::start("", &["-b", "guest-exec,guest-file-write"])?;
+    let agent = Agent::with_config("", &["-b", "guest-exec,guest-file-write"])?;
     let mut c = agent.connect()?;
     let exec = c.rpc("exec_command", json!({"command": "true"}))?;
     assert_eq!(exec["error"]["code"], json!(-32001));
@@ -714,7 +609,7 @@ fn kvmmanager_json_configuration_is_honoured() -> TestResult {
             "max_command_timeout_seconds": 5}})
         .to_string(),
     )?;
-    let agent = Agent::start("", &["--kvmmanager-config", &json_path.to_string_lossy()])?;
+    let agent = Agent::with_config("", &["--kvmmanager-config", &json_path.to_string_lossy()])?;
     let mut c = agent.connect()?;
     let ok = c.rpc("file_read", json!({"path": allowed.join("f")}))?;
     assert_eq!(ok["result"]["content"], json!("ok"), "{ok}");
