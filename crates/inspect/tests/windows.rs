@@ -565,7 +565,8 @@ fn all_readers(bytes: &[u8]) {
     fuzz_windows_registry(bytes);
     fuzz_windows_uninstall(bytes);
     assert!(
-        start.elapsed() < Duration::from_secs(1),
+        // A hang guard, not a speed goal: generous for a debug build on a loaded machine.
+        start.elapsed() < Duration::from_secs(10),
         "{:?}",
         start.elapsed()
     );
