@@ -9,8 +9,8 @@ use std::sync::Arc;
 use porthole_fs::{BtrfsFs, FileType, Filesystem, FsKind, SubvolumeSelector};
 use porthole_testkit::kernel::Mount;
 use porthole_testkit::{
-    assert_same_tree, build_reference_tree, cached, is_root, mem, open, pattern, run, truncate,
-    Fidelity,
+    assert_same_tree, blkid_label_uuid, build_reference_tree, cached, is_root, mem, open, pattern,
+    run, truncate, Fidelity,
 };
 
 const SB: usize = 0x10000;
@@ -37,32 +37,10 @@ fn rootdir_image(meta: &str) -> (PathBuf, PathBuf) {
     (paths[0].clone(), paths[1].clone())
 }
 
-/// blkid's view of an image, as (KEY, value) pairs.
-fn blkid(img: &Path) -> Vec<(String, String)> {
-    run(
-        "blkid",
-        "util-linux",
-        &["-p", "-o", "export", &img.to_string_lossy()],
-        None,
-    )
-    .lines()
-    .filter_map(|l| l.split_once('='))
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn blkid_value(img: &Path, key: &str) -> Option<String> {
-    blkid(img)
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-}
-
 fn check_info(fs: &dyn Filesystem, img: &Path) {
     let info = fs.info();
     assert_eq!(info.kind, FsKind::Btrfs);
-    assert_eq!(info.uuid, blkid_value(img, "UUID"));
-    assert_eq!(info.label, blkid_value(img, "LABEL"));
+    assert_eq!((info.label, info.uuid), blkid_label_uuid(img));
 }
 
 #[test]

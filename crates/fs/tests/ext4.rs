@@ -78,23 +78,6 @@ fn mkfs(tree: &Path, image: &Path, size: &str, args: &[&str]) -> PathBuf {
     image.to_path_buf()
 }
 
-fn blkid(image: &Path) -> Vec<(String, String)> {
-    run(
-        "blkid",
-        "util-linux",
-        &["-p", "-o", "export", &image.to_string_lossy()],
-        None,
-    )
-    .lines()
-    .filter_map(|l| l.split_once('='))
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn blkid_value(tags: &[(String, String)], key: &str) -> Option<String> {
-    tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-}
-
 fn debugfs(image: &Path, request: &str) -> String {
     run(
         "debugfs",
@@ -116,11 +99,11 @@ fn check_image(fx: &Fixture, image: &Path, kind: FsKind) {
     let tags = blkid(image);
     assert_eq!(
         Some(info.kind.name().to_string()),
-        blkid_value(&tags, "TYPE")
+        tags.get("TYPE").cloned()
     );
     assert_eq!(info.kind, kind, "{name}: kind");
-    assert_eq!(info.label, blkid_value(&tags, "LABEL"));
-    assert_eq!(info.uuid, blkid_value(&tags, "UUID"));
+    assert_eq!(info.label, tags.get("LABEL").cloned());
+    assert_eq!(info.uuid, tags.get("UUID").cloned());
     assert_eq!(info.uuid.as_deref(), Some(UUID));
     assert_same_tree(fs.as_ref(), b"/", &fx.tree, Fidelity::POSIX);
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use porthole_fs::{Error, FileType, Filesystem, FsKind};
 use porthole_testkit::{
-    assert_same_tree, build_reference_tree, cached, dd_write, mem, open, run, truncate, Fidelity,
+    assert_same_tree, blkid_label_uuid, build_reference_tree, cached, dd_write, mem, open, run,
+    truncate, Fidelity,
 };
 
 /// A FAT image of `fat` bits, `mib` MiB, labelled `label`, holding the reference tree and an
@@ -63,29 +64,12 @@ fn mcopy_tree(img: &Path, tree: &Path) {
     run("env", "mtools", &args, None);
 }
 
-/// LABEL and UUID as `blkid -o export` prints them (which escapes spaces).
-fn blkid(img: &Path) -> (Option<String>, Option<String>) {
-    let out = run(
-        "blkid",
-        "util-linux",
-        &["-o", "export", &img.display().to_string()],
-        None,
-    );
-    let get = |key: &str| {
-        out.lines().find_map(|l| {
-            l.strip_prefix(&format!("{key}="))
-                .map(|v| v.replace("\\ ", " "))
-        })
-    };
-    (get("LABEL"), get("UUID"))
-}
-
 fn check_image(fat: u32, mib: u64, label: &str, kind: FsKind) {
     let (img, tree) = image(fat, mib, label);
     let fs = porthole_fs::open(open(&img)).unwrap();
     let info = fs.info();
     assert_eq!(info.kind, kind);
-    let (blk_label, blk_uuid) = blkid(&img);
+    let (blk_label, blk_uuid) = blkid_label_uuid(&img);
     assert_eq!(info.label, blk_label);
     assert_eq!(info.uuid, blk_uuid);
     assert_eq!(info.label.as_deref(), Some(label));

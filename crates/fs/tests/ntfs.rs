@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use porthole_fs::{Error, FileType, Filesystem, FsKind};
 
 use porthole_testkit::{
-    assert_same_tree, build_reference_tree, cached, mem, open, run, truncate, Fidelity,
+    assert_same_tree, blkid_label_uuid, build_reference_tree, cached, mem, open, run, truncate,
+    Fidelity,
 };
 
 /// What NTFS through ntfs-3g keeps: names (UTF-8 only), bytes, sizes, types, symlinks (as
@@ -76,29 +77,16 @@ fn image() -> (PathBuf, PathBuf) {
     (paths[0].clone(), paths[1].clone())
 }
 
-fn blkid(img: &Path) -> (Option<String>, Option<String>) {
-    let out = run(
-        "blkid",
-        "util-linux",
-        &["-o", "export", &img.display().to_string()],
-        None,
-    );
-    let get = |key: &str| {
-        out.lines().find_map(|l| {
-            l.strip_prefix(&format!("{key}="))
-                .map(|v| v.replace("\\ ", " "))
-        })
-    };
-    (get("LABEL"), get("UUID"))
-}
-
 #[test]
 fn ntfs_holds_the_reference_tree() {
     let (img, tree) = image();
     let fs = porthole_fs::open(open(&img)).unwrap();
     let info = fs.info();
     assert_eq!(info.kind, FsKind::Ntfs);
-    assert_eq!((info.label.clone(), info.uuid.clone()), blkid(&img));
+    assert_eq!(
+        (info.label.clone(), info.uuid.clone()),
+        blkid_label_uuid(&img)
+    );
     assert_eq!(info.label.as_deref(), Some("WINDISK"));
     assert_same_tree(fs.as_ref(), b"/", &tree, NTFS);
 }

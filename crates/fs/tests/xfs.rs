@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use porthole_fs::{Error, FileType, Filesystem, FsKind};
 use porthole_testkit::{
-    assert_same_tree, build_reference_tree, cached, open, pattern, run, truncate, Fidelity,
+    assert_same_tree, blkid, build_reference_tree, cached, open, pattern, run, truncate, Fidelity,
 };
 
 const XFSPROGS: &str = "xfsprogs";
@@ -322,23 +322,16 @@ fn open_xfs(img: &Path) -> Box<dyn Filesystem> {
     porthole_fs::open(open(img)).unwrap()
 }
 
-/// `blkid -o export` of an image: (LABEL, UUID).
-fn blkid(img: &Path) -> (Option<String>, Option<String>) {
-    let out = run("blkid", "util-linux", &["-o", "export", &s(img)], None);
-    let field = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .map(str::to_string)
-    };
-    assert_eq!(field("TYPE").as_deref(), Some("xfs"));
-    (field("LABEL"), field("UUID"))
-}
-
 fn check_identity(img: &Path) {
     let fs = open_xfs(img);
     let info = fs.info();
     assert_eq!(info.kind, FsKind::Xfs);
-    assert_eq!((info.label, info.uuid), blkid(img));
+    let tags = blkid(img);
+    assert_eq!(tags.get("TYPE").map(String::as_str), Some("xfs"));
+    assert_eq!(
+        (info.label, info.uuid),
+        (tags.get("LABEL").cloned(), tags.get("UUID").cloned())
+    );
 }
 
 /// The data fork format (`core.format`) of `path` in `img`, as xfs_db reads it.

@@ -134,3 +134,24 @@ pub fn read(dev: &dyn BlockDevice, offset: u64, len: usize) -> Vec<u8> {
 pub fn mem(bytes: Vec<u8>) -> Dev {
     Arc::new(MemDevice(bytes))
 }
+
+/// What `blkid -p -o export` says of an image (low-level probe, no cache): `TYPE`, `LABEL`,
+/// `UUID`, ... with blkid's `\ ` escapes undone.
+pub fn blkid(image: &Path) -> std::collections::BTreeMap<String, String> {
+    run(
+        "blkid",
+        "util-linux",
+        &["-p", "-o", "export", &image.to_string_lossy()],
+        None,
+    )
+    .lines()
+    .filter_map(|l| l.split_once('='))
+    .map(|(k, v)| (k.to_string(), v.replace("\\ ", " ")))
+    .collect()
+}
+
+/// blkid's LABEL and UUID of an image, as a filesystem's `info()` reports them.
+pub fn blkid_label_uuid(image: &Path) -> (Option<String>, Option<String>) {
+    let mut tags = blkid(image);
+    (tags.remove("LABEL"), tags.remove("UUID"))
+}

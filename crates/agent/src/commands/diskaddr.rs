@@ -82,9 +82,9 @@ fn resolve_slaves(
     Ok(())
 }
 
-/// A physical device's address; `None` when nothing at all is known about it.
-fn real_device(syspath: &Path) -> Result<Option<DiskAddress>, CommandError> {
-    let mut disk = DiskAddress {
+/// An address with nothing known yet, as qemu-ga starts one.
+fn unknown_disk() -> DiskAddress {
+    DiskAddress {
         pci_controller: PciAddress::INVALID,
         bus_type: "unknown".into(),
         bus: 0,
@@ -93,7 +93,12 @@ fn real_device(syspath: &Path) -> Result<Option<DiskAddress>, CommandError> {
         serial: None,
         dev: None,
         ccw_address: None,
-    };
+    }
+}
+
+/// A physical device's address; `None` when nothing at all is known about it.
+fn real_device(syspath: &Path) -> Result<Option<DiskAddress>, CommandError> {
+    let mut disk = unknown_disk();
     let udev = UdevDevice::open(syspath);
     disk.dev = udev.as_ref().and_then(UdevDevice::devnode);
     disk.serial = udev
@@ -409,16 +414,7 @@ mod tests {
 
     #[test]
     fn ccw_paths() {
-        let mut disk = DiskAddress {
-            pci_controller: PciAddress::INVALID,
-            bus_type: "unknown".into(),
-            bus: 0,
-            target: 0,
-            unit: 0,
-            serial: None,
-            dev: None,
-            ccw_address: None,
-        };
+        let mut disk = unknown_disk();
         assert!(ccw_device(
             "/sys/devices/css0/0.0.0002/0.0.0009/virtio2/block/vda",
             &mut disk
