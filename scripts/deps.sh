@@ -32,7 +32,7 @@ packages=(
   util-linux         # unshare, nsenter, fsfreeze: the freeze tests' private mount namespace
   passwd             # useradd, userdel, chpasswd: throwaway users in the account tests; useradd -P builds phony guests' accounts
   systemd            # systemctl --root enable/mask: the phony guests' unit links
-  qemu-system-x86    # the test VM (crates/vmtest, scripts/vm-demo.sh)
+  qemu-system-x86    # the test VM (crates/vmtest, scripts/demo.sh)
   busybox-static     # the test VM's userland (vm/build-image.sh)
   cpio               # the test VM's initramfs
   kmod               # depmod: modules.dep for the test VM's kernel modules
