@@ -174,19 +174,14 @@ pub fn bdb_dump(blobs: &[(u32, String)], ty: &str, big_endian: bool, page_size: 
     s + "DATA=END\n"
 }
 
-/// One package of a phony guest: name, epoch, version, release, arch, summary, url.
-type Pkg = (
-    &'static str,
-    u32,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-);
-
-fn spec(p: &Pkg, vendor: &str) -> (String, String) {
-    let (name, epoch, version, release, arch, summary, url) = *p;
+/// The spec of one package of a phony guest, given as `name epoch version release arch url
+/// summary` (the summary is the rest of the line).
+fn spec(package: &str, vendor: &str) -> (String, String) {
+    let f: Vec<&str> = package.splitn(7, ' ').collect();
+    let [name, epoch, version, release, arch, url, summary] = f[..] else {
+        panic!("not a package line: {package:?}");
+    };
+    let epoch: u32 = epoch.parse().expect("epoch");
     let epoch = if epoch > 0 {
         format!("Epoch: {epoch}\n")
     } else {
@@ -200,141 +195,29 @@ fn spec(p: &Pkg, vendor: &str) -> (String, String) {
     (format!("{name}-{version}-{release}.spec"), text)
 }
 
-const FEDORA_PACKAGES: &[Pkg] = &[
-    (
-        "bash",
-        0,
-        "5.2.26",
-        "3.fc40",
-        "x86_64",
-        "The GNU Bourne Again shell",
-        "https://www.gnu.org/software/bash",
-    ),
-    (
-        "cloud-init",
-        0,
-        "23.4.4",
-        "5.fc40",
-        "noarch",
-        "Cloud instance init scripts",
-        "https://github.com/canonical/cloud-init",
-    ),
-    (
-        "fedora-release-server",
-        0,
-        "40",
-        "39",
-        "noarch",
-        "Fedora release files",
-        "https://fedoraproject.org/",
-    ),
-    (
-        "kernel-core",
-        0,
-        "6.8.5",
-        "301.fc40",
-        "x86_64",
-        "The Linux kernel",
-        "https://www.kernel.org/",
-    ),
-    (
-        "kernel-core",
-        0,
-        "6.8.9",
-        "300.fc40",
-        "x86_64",
-        "The Linux kernel",
-        "https://www.kernel.org/",
-    ),
-    (
-        "NetworkManager",
-        1,
-        "1.46.0",
-        "1.fc40",
-        "x86_64",
-        "Network connection manager and user applications",
-        "https://networkmanager.dev/",
-    ),
-    (
-        "openssh-server",
-        0,
-        "9.6p1",
-        "1.fc40.4",
-        "x86_64",
-        "An open source SSH server daemon",
-        "http://www.openssh.com/portable.html",
-    ),
-    (
-        "qemu-guest-agent",
-        2,
-        "8.2.2",
-        "1.fc40",
-        "x86_64",
-        "QEMU guest agent",
-        "http://www.qemu.org/",
-    ),
+const FEDORA_PACKAGES: &[&str] = &[
+    "bash 0 5.2.26 3.fc40 x86_64 https://www.gnu.org/software/bash The GNU Bourne Again shell",
+    "cloud-init 0 23.4.4 5.fc40 noarch https://github.com/canonical/cloud-init Cloud instance init scripts",
+    "fedora-release-server 0 40 39 noarch https://fedoraproject.org/ Fedora release files",
+    "kernel-core 0 6.8.5 301.fc40 x86_64 https://www.kernel.org/ The Linux kernel",
+    "kernel-core 0 6.8.9 300.fc40 x86_64 https://www.kernel.org/ The Linux kernel",
+    "NetworkManager 1 1.46.0 1.fc40 x86_64 https://networkmanager.dev/ Network connection manager and user applications",
+    "openssh-server 0 9.6p1 1.fc40.4 x86_64 http://www.openssh.com/portable.html An open source SSH server daemon",
+    "qemu-guest-agent 2 8.2.2 1.fc40 x86_64 http://www.qemu.org/ QEMU guest agent",
 ];
 
-const CENTOS_PACKAGES: &[Pkg] = &[
-    (
-        "bash",
-        0,
-        "4.2.46",
-        "35.el7_9",
-        "x86_64",
-        "The GNU Bourne Again shell",
-        "http://www.gnu.org/software/bash",
-    ),
-    (
-        "centos-release",
-        0,
-        "7",
-        "9.2009.1.el7.centos",
-        "x86_64",
-        "CentOS Linux release file",
-        "http://www.centos.org/",
-    ),
-    (
-        "kernel",
-        0,
-        "3.10.0",
-        "1160.el7",
-        "x86_64",
-        "The Linux kernel",
-        "http://www.kernel.org/",
-    ),
-    (
-        "openssh-server",
-        0,
-        "7.4p1",
-        "23.el7_9",
-        "x86_64",
-        "An open source SSH server daemon",
-        "http://www.openssh.com/portable.html",
-    ),
-    (
-        "qemu-guest-agent",
-        10,
-        "2.12.0",
-        "3.el7",
-        "x86_64",
-        "QEMU guest agent",
-        "http://www.qemu.org",
-    ),
-    (
-        "yum",
-        0,
-        "3.4.3",
-        "168.el7.centos",
-        "noarch",
-        "RPM package installer/updater/manager",
-        "http://yum.baseurl.org/",
-    ),
+const CENTOS_PACKAGES: &[&str] = &[
+    "bash 0 4.2.46 35.el7_9 x86_64 http://www.gnu.org/software/bash The GNU Bourne Again shell",
+    "centos-release 0 7 9.2009.1.el7.centos x86_64 http://www.centos.org/ CentOS Linux release file",
+    "kernel 0 3.10.0 1160.el7 x86_64 http://www.kernel.org/ The Linux kernel",
+    "openssh-server 0 7.4p1 23.el7_9 x86_64 http://www.openssh.com/portable.html An open source SSH server daemon",
+    "qemu-guest-agent 10 2.12.0 3.el7 x86_64 http://www.qemu.org QEMU guest agent",
+    "yum 0 3.4.3 168.el7.centos noarch http://yum.baseurl.org/ RPM package installer/updater/manager",
 ];
 
 /// Builds `packages` and records them in a fresh sqlite database; returns its path and what
 /// `rpm -qa --qf QF` lists from it.
-fn sqlite_database(work: &Path, packages: &[Pkg], vendor: &str) -> (PathBuf, String) {
+fn sqlite_database(work: &Path, packages: &[&str], vendor: &str) -> (PathBuf, String) {
     let specs: Vec<(String, String)> = packages.iter().map(|p| spec(p, vendor)).collect();
     let rpms = rpmbuild(&work.join("rpmbuild"), &specs);
     let dbpath = work.join("rpmdb");
