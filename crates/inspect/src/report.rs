@@ -11,7 +11,7 @@ use crate::linux::system::SystemFacts;
 use crate::packages::Application;
 
 /// Everything found on one VM's disks.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub operating_systems: Vec<OperatingSystem>,
     /// Problems with the disks themselves (damaged tables, unreadable volumes).
@@ -19,7 +19,7 @@ pub struct Report {
 }
 
 /// One operating system (one root filesystem).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OperatingSystem {
     /// The root filesystem's device (`/dev/sda2`, `/dev/vg/root`, `btrfsvol:/dev/sda2/@`).
     pub root: String,

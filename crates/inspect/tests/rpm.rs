@@ -19,13 +19,12 @@ use std::path::{Path, PathBuf};
 
 use porthole_inspect::packages::rpm::{parse_database, DbKind, CANDIDATES};
 use porthole_inspect::packages::{Application, Parsed};
+use porthole_testkit::guests::rpm::{
+    bdb_dump, parse_query, rpm as rpm_debian, rpmbuild, sqlite_blobs, unhex, QF, RECORD,
+};
 use porthole_testkit::{cached, run};
 
 const NDB_RPM: &str = "/opt/porthole-tools/rpm-inspector-rpm/rpm_inspector_rpm/bin/rpm";
-const FIELD: char = '\x1f';
-const RECORD: char = '\x1e';
-/// `rpm -qa` query format: every field the parser fills, separated by control characters.
-const QF: &str = "%{NAME}\x1f%{EPOCHNUM}\x1f%{VERSION}\x1f%{RELEASE}\x1f%{ARCH}\x1f%{SUMMARY}\x1f%{URL}\x1f%{VENDOR}\x1f%{SOURCERPM}\x1f%{DESCRIPTION}\x1e";
 
 const HELLO_SPEC: &str = "\
 Name: hello-porthole
@@ -86,25 +85,8 @@ fn build_rpms(top: &Path) -> Vec<PathBuf> {
         ("noarch.spec", NOARCH_SPEC.to_string()),
         ("filler.spec", filler_spec()),
     ];
-    for (name, text) in specs {
-        let spec = top.join(name);
-        std::fs::write(&spec, text).unwrap();
-        let topdir = format!("_topdir {}", path_str(top));
-        run(
-            "rpmbuild",
-            "rpm",
-            &["-bb", "--quiet", "--define", &topdir, path_str(&spec)],
-            None,
-        );
-    }
-    let mut rpms = Vec::new();
-    for arch in ["x86_64", "noarch"] {
-        for e in std::fs::read_dir(top.join("RPMS").join(arch)).unwrap() {
-            rpms.push(e.unwrap().path());
-        }
-    }
-    rpms.sort();
-    rpms
+    let specs: Vec<(String, String)> = specs.into_iter().map(|(n, t)| (n.into(), t)).collect();
+    rpmbuild(top, &specs)
 }
 
 /// A throwaway signing key, imported as rpm's gpg-pubkey pseudo-package. The GnuPG home is
@@ -167,37 +149,6 @@ fn rpm_ndb(dbpath: &Path, args: &[&str]) -> String {
     run(&ndb_rpm(), "rpm-inspector-rpm (PyPI)", &all, None)
 }
 
-fn rpm_debian(dbpath: &Path, backend: &str, args: &[&str]) -> String {
-    let backend = format!("_db_backend {backend}");
-    let mut all = vec!["--define", &backend, "--dbpath", path_str(dbpath)];
-    all.extend_from_slice(args);
-    run("rpm", "rpm", &all, None)
-}
-
-/// The `db_load` input for a Packages file holding `blobs` (package number → header blob),
-/// keys in the byte order rpm would have written them on such a host, plus rpm's counter
-/// record under key 0.
-fn db_dump(blobs: &[(u32, String)], ty: &str, big_endian: bool, page_size: u32) -> String {
-    let key = |n: u32| {
-        let b = if big_endian {
-            n.to_be_bytes()
-        } else {
-            n.to_le_bytes()
-        };
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    };
-    let lorder = if big_endian { 4321 } else { 1234 };
-    let mut s = format!(
-        "VERSION=3\nformat=bytevalue\ntype={ty}\ndb_lorder={lorder}\ndb_pagesize={page_size}\nHEADER=END\n"
-    );
-    let max = blobs.iter().map(|(n, _)| *n).max().unwrap_or(0);
-    s += &format!(" {}\n {}\n", key(0), key(max + 1));
-    for (n, hex) in blobs {
-        s += &format!(" {}\n {}\n", key(*n), hex.to_lowercase());
-    }
-    s + "DATA=END\n"
-}
-
 const BDB_VARIANTS: &[(&str, &str, bool, u32)] = &[
     ("Packages-hash-le-512", "hash", false, 512),
     ("Packages-hash-be-4096", "hash", true, 4096),
@@ -250,27 +201,12 @@ fn databases() -> BTreeMap<&'static str, PathBuf> {
         std::fs::copy(nd.join("Packages.db"), &out[1]).unwrap();
         std::fs::write(&out[7], expected_ndb).unwrap();
 
-        let listing = run(
-            "sqlite3",
-            "sqlite3",
-            &[
-                path_str(&out[0]),
-                "SELECT hnum || '|' || hex(blob) FROM Packages",
-            ],
-            None,
-        );
-        let blobs: Vec<(u32, String)> = listing
-            .lines()
-            .map(|l| {
-                let (n, hex) = l.split_once('|').unwrap();
-                (n.parse().unwrap(), hex.to_string())
-            })
-            .collect();
+        let blobs = sqlite_blobs(&out[0]);
         for (i, &(name, ty, be, size)) in BDB_VARIANTS.iter().enumerate() {
             let dir = work.join(name);
             std::fs::create_dir_all(&dir).unwrap();
             let file = dir.join("Packages");
-            let dump = db_dump(&blobs, ty, be, size);
+            let dump = bdb_dump(&blobs, ty, be, size);
             run("db_load", "db-util", &[path_str(&file)], Some(&dump));
             assert_eq!(
                 sorted(&rpm_debian(&dir, "bdb_ro", &["-qa", "--qf", QF])),
@@ -294,28 +230,22 @@ fn sorted(listing: &str) -> Vec<String> {
     v
 }
 
-/// `rpm -qa` output as applications: rpm prints `(none)` for an absent tag.
+/// `rpm -qa` output as applications.
 fn expected(listing: &str) -> Vec<Application> {
-    let opt = |s: &str| (s != "(none)" && !s.is_empty()).then(|| s.to_string());
-    let mut apps: Vec<Application> = listing
-        .split(RECORD)
-        .filter(|r| !r.trim().is_empty())
-        .map(|r| {
-            let f: Vec<&str> = r.split(FIELD).collect();
-            assert_eq!(f.len(), 10, "{r:?}");
-            Application {
-                name: f[0].to_string(),
-                epoch: f[1].parse().unwrap(),
-                version: opt(f[2]),
-                release: opt(f[3]),
-                arch: opt(f[4]),
-                summary: opt(f[5]),
-                url: opt(f[6]),
-                publisher: opt(f[7]),
-                source_package: opt(f[8]),
-                description: opt(f[9]),
-                ..Application::default()
-            }
+    let mut apps: Vec<Application> = parse_query(listing)
+        .into_iter()
+        .map(|p| Application {
+            name: p.name,
+            epoch: p.epoch,
+            version: p.version,
+            release: p.release,
+            arch: p.arch,
+            summary: p.summary,
+            url: p.url,
+            publisher: p.vendor,
+            source_package: p.source_rpm,
+            description: p.description,
+            ..Application::default()
         })
         .collect();
     apps.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
@@ -548,25 +478,9 @@ fn lying_header_offsets_cost_only_those_fields() {
     let db = databases();
     let mut bytes = read(&db, "rpmdb.sqlite");
     let before = parse(DbKind::Sqlite, &bytes);
-    let listing = run(
-        "sqlite3",
-        "sqlite3",
-        &[
-            path_str(&db["rpmdb.sqlite"]),
-            "SELECT hnum || '|' || hex(blob) FROM Packages",
-        ],
-        None,
-    );
-    let (hnum, blob) = listing
-        .lines()
-        .map(|l| {
-            let (n, hex) = l.split_once('|').unwrap();
-            let blob: Vec<u8> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect();
-            (n.to_string(), blob)
-        })
+    let (hnum, blob) = sqlite_blobs(&db["rpmdb.sqlite"])
+        .into_iter()
+        .map(|(n, hex)| (n.to_string(), unhex(&hex)))
         .find(|(_, b)| b.windows(15).any(|w| w == b"hello-porthole\0"))
         .unwrap();
     let at = bytes.windows(blob.len()).position(|w| w == blob).unwrap();

@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::kernel::{lvm, need_root, Loop, Mount};
+use crate::kernel::{create_lvs, need_root, Loop, Mount};
 use crate::tools::{cached, run, truncate};
+
+pub mod rpm;
 
 /// The btrfs filesystem UUID of the second disk of [`lvm_xfs_btrfs_guest`].
 pub const HOME_UUID: &str = "6d2f1c3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f";
@@ -129,77 +131,13 @@ fn build_disk0(disk: &Path, work: &Path) {
     );
     drop(boot_part);
 
-    // device-mapper is not needed: the LV is created inactive and its extents, found from
-    // lvm2's own report, are reached through a loop device over the same bytes of the PV.
     let pv = Loop::attach_window(disk, PV_START, Some(DISK0_SIZE - PV_START - MIB));
-    let devices = [pv.0.as_str()];
-    lvm(&devices, &["pvcreate", "-y", "-ff", &pv.0]);
-    lvm(&devices, &["vgcreate", "-y", GUEST_VG, &pv.0]);
-    let size = format!("{ROOT_LV_MIB}M");
-    lvm(
-        &devices,
-        &[
-            "lvcreate",
-            "--driverloaded",
-            "n",
-            "-an",
-            "-Zn",
-            "-Wn",
-            "-y",
-            "-L",
-            &size,
-            "-n",
-            "root",
-            GUEST_VG,
-        ],
-    );
-    let number = |args: &[&str]| -> u64 {
-        let out = lvm(&devices, args);
-        out.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("lvm {args:?} printed {out:?}"))
-    };
-    let pe_start = number(&[
-        "pvs",
-        "--noheadings",
-        "--units",
-        "b",
-        "--nosuffix",
-        "-o",
-        "pe_start",
-        &pv.0,
-    ]);
-    let extent = number(&[
-        "vgs",
-        "--noheadings",
-        "--units",
-        "b",
-        "--nosuffix",
-        "-o",
-        "vg_extent_size",
-        GUEST_VG,
-    ]);
-    let ranges = lvm(
-        &devices,
-        &[
-            "lvs",
-            "--noheadings",
-            "-o",
-            "seg_pe_ranges",
-            &format!("{GUEST_VG}/root"),
-        ],
-    );
-    let first_pe: u64 = ranges
-        .trim()
-        .rsplit_once(':')
-        .and_then(|(_, r)| r.split('-').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected seg_pe_ranges {ranges:?}"));
+    let lv_start = create_lvs(&pv.0, GUEST_VG, &[("root", ROOT_LV_MIB)])[0];
     drop(pv);
 
     let root = work.join("root-tree");
     root_tree(&root);
-    let lv_offset = PV_START + pe_start + first_pe * extent;
+    let lv_offset = PV_START + lv_start;
     let lv = Loop::attach_window(disk, lv_offset, Some(ROOT_LV_MIB * MIB));
     run(
         "mkfs.xfs",

@@ -100,6 +100,58 @@ pub fn lvm(devices: &[&str], args: &[&str]) -> String {
     run("lvm", "lvm2", &full, None)
 }
 
+/// Creates volume group `vg` on the PV `pv` (a loop device) and in it, inactive, one linear LV
+/// per `(name, MiB)`; returns each LV's byte offset on the PV, from lvm2's own report.
+/// device-mapper is not needed: a loop window over those bytes of the PV reaches the LV.
+pub fn create_lvs(pv: &str, vg: &str, lvs: &[(&str, u64)]) -> Vec<u64> {
+    let devices = [pv];
+    lvm(&devices, &["pvcreate", "-y", "-ff", pv]);
+    lvm(&devices, &["vgcreate", "-y", vg, pv]);
+    let number = |args: &[&str]| -> u64 {
+        let out = lvm(&devices, args);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("lvm {args:?} printed {out:?}"))
+    };
+    let bytes = ["--noheadings", "--units", "b", "--nosuffix", "-o"];
+    let pe_start = number(&[&["pvs"], &bytes[..], &["pe_start", pv]].concat());
+    let extent = number(&[&["vgs"], &bytes[..], &["vg_extent_size", vg]].concat());
+    let mut offsets = Vec::new();
+    for (name, mib) in lvs {
+        let size = format!("{mib}M");
+        lvm(
+            &devices,
+            &[
+                "lvcreate",
+                "--driverloaded",
+                "n",
+                "-an",
+                "-Zn",
+                "-Wn",
+                "-y",
+                "-L",
+                &size,
+                "-n",
+                name,
+                vg,
+            ],
+        );
+        let lv = format!("{vg}/{name}");
+        let ranges = lvm(
+            &devices,
+            &["lvs", "--noheadings", "-o", "seg_pe_ranges", &lv],
+        );
+        let first_pe: u64 = ranges
+            .trim()
+            .rsplit_once(':')
+            .and_then(|(_, r)| r.split('-').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected seg_pe_ranges {ranges:?}"));
+        offsets.push(pe_start + first_pe * extent);
+    }
+    offsets
+}
+
 /// lvm2's `--config` that sees only `devices`.
 fn lvm_config(devices: &[&str]) -> String {
     let accept: Vec<String> = devices.iter().map(|d| format!("\"a|^{d}$|\"")).collect();
