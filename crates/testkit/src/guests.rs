@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod windows;
+
 use crate::kernel::{lvm, need_root, Loop, Mount};
 use crate::tools::{cached, run, truncate};
 
