@@ -272,7 +272,7 @@ fn wait_for_ntfs_3g(image: &Path) {
             .any(|cmdline| {
                 let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
                 args.first().is_some_and(|a| a.ends_with(b"ntfs-3g"))
-                    && args.iter().any(|a| *a == needle.as_bytes())
+                    && args.contains(&needle.as_bytes())
             });
         if !busy {
             return;
