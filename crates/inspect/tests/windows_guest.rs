@@ -489,3 +489,29 @@ fn drive_letters_need_the_right_disk_signature() {
     assert!(os.drive_mappings.is_empty(), "{:?}", os.drive_mappings);
     assert_eq!(os.hostname.as_deref(), Some(server_2022::HOSTNAME));
 }
+
+/// F: names a GPT partition by its GUID: the root partition of the UEFI Linux guest, attached
+/// as the second disk, whose OS is found beside Windows.
+#[test]
+fn gpt_partition_maps_by_its_guid_on_a_second_disk() {
+    let (linux_disk, _) = porthole_testkit::guests::gpt_ext4_esp_guest();
+    let disks = Disks::open(&[guest(), linux_disk]).expect("open");
+    let report = inspect(&disks, Options::default());
+    let roots: Vec<(&str, &str)> = report
+        .operating_systems
+        .iter()
+        .map(|os| (os.root.as_str(), os.name.as_str()))
+        .collect();
+    assert_eq!(roots, [("/dev/sda1", "windows"), ("/dev/sdb2", "linux")]);
+    let windows = &report.operating_systems[0];
+    let letters: Vec<(&str, &str)> = windows
+        .drive_mappings
+        .iter()
+        .map(|m| (m.name.as_str(), m.device.as_str()))
+        .collect();
+    assert_eq!(
+        letters,
+        [("C", "/dev/sda1"), ("D", "/dev/sda2"), ("F", "/dev/sdb2")]
+    );
+    assert!(windows.warnings.is_empty(), "{:?}", windows.warnings);
+}

@@ -110,6 +110,21 @@ pub fn mbr_mounted_device(signature: u32, start: u64) -> String {
     hex(&blob)
 }
 
+/// The `MountedDevices` value of a GPT partition: `DMIO:ID:` and the partition's unique GUID
+/// in its on-disk form (the first three fields little-endian).
+pub fn gpt_mounted_device(partuuid: &str) -> String {
+    let hex_digits: String = partuuid.chars().filter(|c| *c != '-').collect();
+    let bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&hex_digits[2 * i..2 * i + 2], 16).expect("a GUID"))
+        .collect();
+    let mut blob = b"DMIO:ID:".to_vec();
+    for range in [0..4, 4..6, 6..8] {
+        blob.extend(bytes[range].iter().rev());
+    }
+    blob.extend_from_slice(&bytes[8..]);
+    hex(&blob)
+}
+
 /// A tiny but valid PE32+ console executable for `machine` (`IMAGE_FILE_MACHINE_*`, 0x8664 for
 /// x86-64): DOS header, PE and COFF headers, a PE32+ optional header and one `.text` section
 /// holding a `ret`, 1 KiB in all. `file(1)` calls it "PE32+ executable (console) x86-64".
@@ -296,11 +311,10 @@ pub mod server_2022 {
     pub const PRODUCT_NAME: &str = "Windows Server 2022 Datacenter";
     pub const BUILD: &str = "20348";
     pub const HOSTNAME: &str = "WIN-PHONY2022";
-    /// The GPT partition GUID F: names; no disk of the guest has it.
-    pub const ABSENT_PARTUUID_BLOB: &[u8] = &[
-        b'D', b'M', b'I', b'O', b':', b'I', b'D', b':', 0xb1, 0x42, 0x0a, 0x6e, 0xc7, 0x93, 0x5a,
-        0x4f, 0xb8, 0xd2, 0x0c, 0x1e, 0x2f, 0x3a, 0x4b, 0x5c,
-    ];
+    /// The GPT partition F: names: the root partition of
+    /// [`gpt_ext4_esp_guest`](crate::guests::gpt_ext4_esp_guest), so F: maps when that disk is
+    /// attached second, and to nothing when the Windows disk is alone.
+    pub const F_PARTUUID: &str = crate::guests::ROOT_PARTUUID;
     /// `(key below Uninstall, DisplayName)` of the native and the 32-bit applications.
     pub const NATIVE_APPS: &[(&str, &str)] = &[
         ("7-Zip", "7-Zip 23.01 (x64)"),
@@ -312,7 +326,8 @@ pub mod server_2022 {
 /// The standard guest's SOFTWARE and SYSTEM hives: Windows Server 2022 Datacenter (build
 /// 20348), applications in both Uninstall views (and an update without a `DisplayName`),
 /// control set 1 with its hostname, and `MountedDevices` naming C: and D: by this disk's
-/// signature and offsets, E: as a CD-ROM and F: by a GPT GUID no disk has.
+/// signature and offsets, E: as a CD-ROM and F: by a GPT GUID on another disk
+/// ([`server_2022::F_PARTUUID`]).
 pub fn server_2022_hives(empty_hive: &[u8]) -> (PathBuf, PathBuf) {
     use server_2022::*;
     let uninstall = r"Microsoft\Windows\CurrentVersion\Uninstall";
@@ -398,7 +413,7 @@ pub fn server_2022_hives(empty_hive: &[u8]) -> (PathBuf, PathBuf) {
                         &mbr_mounted_device(DISK_SIGNATURE, DATA_START),
                     ),
                     (r"\DosDevices\E:", &sz_utf16(r"\??\IDE#CdRomQEMU")),
-                    (r"\DosDevices\F:", &hex(ABSENT_PARTUUID_BLOB)),
+                    (r"\DosDevices\F:", &gpt_mounted_device(F_PARTUUID)),
                     (
                         r"\??\Volume{0b5c3e0e-0000-0000-0000-100000000000}",
                         &mbr_mounted_device(DISK_SIGNATURE, SYSTEM_START),
