@@ -38,6 +38,7 @@ packages=(
   kmod               # depmod: modules.dep for the test VM's kernel modules
   libxml2-utils      # xmllint --relaxng: inspect --format xml checked against virt-inspector.rng
   python3-jsonschema # validates inspect --format json against docs/inspect-report.schema.json
+  file               # file(1): checks the phony Windows guest's tiny PE cmd.exe is a real PE32+ executable
 )
 
 sudo=""

@@ -51,6 +51,16 @@ fn text(report: &Report) -> String {
     out
 }
 
+/// Windows' drive letters, `C: /dev/sda1, D: /dev/sda2`; `None` without any.
+fn drive_letters(os: &OperatingSystem) -> Option<String> {
+    let letters: Vec<String> = os
+        .drive_mappings
+        .iter()
+        .map(|m| format!("{}: {}", m.name, m.device))
+        .collect();
+    (!letters.is_empty()).then(|| letters.join(", "))
+}
+
 fn os_text(os: &OperatingSystem) -> String {
     let version = format!("{}.{}", os.major_version, os.minor_version);
     let mut pairs = vec![
@@ -62,6 +72,9 @@ fn os_text(os: &OperatingSystem) -> String {
         ("version", Some(version)),
         ("arch", os.arch.clone()),
         ("hostname", os.hostname.clone()),
+        ("systemroot", os.windows_systemroot.clone()),
+        ("control set", os.windows_current_control_set.clone()),
+        ("drives", drive_letters(os)),
         (
             "packages",
             os.package_format

@@ -12,7 +12,7 @@ use porthole_inspect::linux::network::Interface;
 use porthole_inspect::linux::services::Service;
 use porthole_inspect::linux::system::{Agent, AppArmor, CloudInit, Kernel, Selinux, SystemFacts};
 use porthole_inspect::packages::Application;
-use porthole_inspect::report::{FilesystemFact, Mountpoint, OperatingSystem, Report};
+use porthole_inspect::report::{DriveMapping, FilesystemFact, Mountpoint, OperatingSystem, Report};
 use porthole_testkit::guests::{gpt_ext4_esp_guest, lvm_xfs_btrfs_guest};
 use porthole_testkit::tools::run;
 use serde_json::Value;
@@ -319,6 +319,8 @@ fn full_report() -> Report {
         hostname: s("phony"),
         package_format: s("deb"),
         package_management: s("apt"),
+        windows_systemroot: None,
+        windows_current_control_set: None,
         osinfo: s("debian12"),
         mountpoints: vec![Mountpoint {
             device: "/dev/sda2".into(),
@@ -330,6 +332,7 @@ fn full_report() -> Report {
             label: s("root"),
             uuid: s("01234567-0123-0123-0123-012345678901"),
         }],
+        drive_mappings: vec![],
         applications: Some(vec![app]),
         services: Some(vec![Service {
             name: "ssh.service".into(),
@@ -354,6 +357,12 @@ fn full_report() -> Report {
     let windows = OperatingSystem {
         root: "/dev/sdb2".into(),
         name: "windows".into(),
+        windows_systemroot: s("/Windows"),
+        windows_current_control_set: s("ControlSet001"),
+        drive_mappings: vec![DriveMapping {
+            name: "C".into(),
+            device: "/dev/sdb2".into(),
+        }],
         ..OperatingSystem::default()
     };
     Report {

@@ -182,6 +182,11 @@ pub fn fuzz_windows_uninstall(data: &[u8]) {
     let _ = crate::packages::windows::parse_software(data);
 }
 
+/// `data` as the first bytes of `System32\cmd.exe`, whose PE header gives the architecture.
+pub fn fuzz_windows_pe(data: &[u8]) {
+    let _ = crate::windows::pe::arch_of(data);
+}
+
 /// A valid hive holding only a root key named `root_name` (ASCII) with a security record:
 /// what `hivexregedit --merge` needs to start from (hivex cannot create a hive, and Debian
 /// ships no empty one). Version 1.5, one 4 KiB hive bin, clean, checksum right.
@@ -272,6 +277,14 @@ fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
 #[cfg(test)]
 mod windows_tests {
     use super::*;
+
+    /// The seed is testkit's tiny PE `cmd.exe` (`porthole_testkit::guests::windows::tiny_pe`).
+    #[test]
+    fn mutated_pe_headers_never_panic() {
+        let seeds = super::rpm_tests::seeds("windows_pe");
+        assert_eq!(crate::windows::pe::arch_of(&seeds[0]), Ok("x86_64"));
+        super::rpm_tests::run("windows_pe", 5000, fuzz_windows_pe);
+    }
 
     #[test]
     fn empty_hive_reads_back() {

@@ -5,6 +5,7 @@ use porthole_guest::{Disks, GuestView, RootKind};
 use crate::linux::{accounts, distro, elf, network, services, system};
 use crate::packages::{apk, dpkg, pacman, rpm, Parsed};
 use crate::report::{FilesystemFact, Mountpoint, OperatingSystem, Report};
+use crate::windows::{self, PartitionInfo};
 
 /// What to collect.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +54,12 @@ pub fn inspect(disks: &Disks, options: Options) -> Report {
                     .collect();
                 match kind {
                     RootKind::Linux => inspect_linux(&view, options, &mut os),
-                    RootKind::Windows => os.name = "windows".to_string(),
+                    RootKind::Windows => windows::guest::inspect(
+                        &view,
+                        &partitions(disks),
+                        options.applications,
+                        &mut os,
+                    ),
                 }
             }
             Err(e) => os.warnings.push(format!("cannot assemble the guest: {e}")),
@@ -93,6 +99,32 @@ fn inspect_linux(view: &GuestView, options: Options, os: &mut OperatingSystem) {
         &mut os.warnings,
     ));
     os.services = Some(services);
+}
+
+/// The partitions on the disks, as Windows' `MountedDevices` names them: by MBR disk
+/// signature and start, or by GPT partition GUID. An MBR PARTUUID is blkid's
+/// `<disk signature>-<partition number>`, so the signature is read back from it.
+fn partitions(disks: &Disks) -> Vec<PartitionInfo> {
+    disks
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            let start = v.start?;
+            let partuuid = v.partuuid.as_deref()?;
+            let mbr_signature = match partuuid.split_once('-') {
+                Some((signature, number)) if signature.len() == 8 && number.len() == 2 => {
+                    u32::from_str_radix(signature, 16).ok()
+                }
+                _ => None,
+            };
+            Some(PartitionInfo {
+                device: v.path.clone(),
+                mbr_disk_signature: mbr_signature,
+                start,
+                gpt_partuuid: mbr_signature.is_none().then(|| partuuid.to_string()),
+            })
+        })
+        .collect()
 }
 
 /// The first line of `/etc/hostname` or `/etc/HOSTNAME`, else `HOSTNAME=` in

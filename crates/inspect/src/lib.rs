@@ -9,6 +9,8 @@
 //! - [`linux`]: the distribution and architecture, and the configuration an operator audits:
 //!   enabled services, accounts and sudo rules, network configuration, timezone, kernels,
 //!   SELinux/AppArmor, cloud-init and guest agents.
+//! - [`windows`]: a Windows root's version, architecture, hostname, control set and drive
+//!   letters, from its registry hives and `System32\cmd.exe`.
 //! - [`output`]: the report in other tools' formats (virt-inspector's XML).
 //!
 //! Every parser here reads a guest's files, which are hostile input: sizes are capped before

@@ -34,10 +34,16 @@ pub struct OperatingSystem {
     pub hostname: Option<String>,
     pub package_format: Option<String>,
     pub package_management: Option<String>,
+    /// Windows: the system root directory as its case is on the root filesystem (`/Windows`).
+    pub windows_systemroot: Option<String>,
+    /// Windows: the control set the SYSTEM hive's `Select\Current` names (`ControlSet001`).
+    pub windows_current_control_set: Option<String>,
     /// libosinfo's short id (`debian12`, `win2k22`).
     pub osinfo: Option<String>,
     pub mountpoints: Vec<Mountpoint>,
     pub filesystems: Vec<FilesystemFact>,
+    /// Windows: drive letters (`MountedDevices`) of partitions found on the disks, by letter.
+    pub drive_mappings: Vec<DriveMapping>,
     /// `None` when applications were not asked for.
     pub applications: Option<Vec<Application>>,
     /// Linux: services started at boot (systemd, OpenRC, SysV links). `None` for Windows.
@@ -69,4 +75,12 @@ pub struct FilesystemFact {
     pub fstype: String,
     pub label: Option<String>,
     pub uuid: Option<String>,
+}
+
+/// A Windows drive letter and the device of the partition it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriveMapping {
+    /// The letter, upper case (`C`).
+    pub name: String,
+    pub device: String,
 }

@@ -222,6 +222,9 @@ fn fedora_golden(applications: Vec<Application>) -> OperatingSystem {
             source: "/etc/NetworkManager/system-connections/enp1s0.nmconnection".into(),
         }]),
         system: Some(system),
+        windows_systemroot: None,
+        windows_current_control_set: None,
+        drive_mappings: vec![],
         warnings: vec![],
     }
 }
@@ -316,6 +319,9 @@ fn centos_golden(applications: Vec<Application>) -> OperatingSystem {
             ..Interface::default()
         }]),
         system: Some(system),
+        windows_systemroot: None,
+        windows_current_control_set: None,
+        drive_mappings: vec![],
         warnings: vec![],
     }
 }

@@ -1,6 +1,7 @@
 //! Windows registry facts against real hives: each test hive starts as porthole's minimal
 //! empty hive (`fuzzing::empty_hive`; hivex cannot create one and Debian ships none), is filled
-//! by Debian's `hivexregedit --merge` from a .reg file written here, and is then read by
+//! by Debian's `hivexregedit --merge` (testkit's `guests::windows::build_hive`) from a .reg
+//! file written here, and is then read by
 //! porthole and compared with what was merged and with what hivex itself reads back
 //! (`hivexregedit --export`, `hivexget`). Hostile hives are real hives with one structure
 //! patched; every reader must return warnings, never panic or hang.
@@ -14,70 +15,17 @@ use porthole_inspect::windows::hive::{kind, Hive};
 use porthole_inspect::windows::{
     map_drive_letters, read_software, read_system, PartitionInfo, PartitionRef,
 };
-use porthole_testkit::{cached, run};
+use porthole_testkit::guests::windows::{reg_file, sz, sz_utf16, SOFTWARE_PREFIX, SYSTEM_PREFIX};
+use porthole_testkit::run;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const SOFTWARE: &str = r"HKEY_LOCAL_MACHINE\SOFTWARE";
-const SYSTEM: &str = r"HKEY_LOCAL_MACHINE\SYSTEM";
+const SOFTWARE: &str = SOFTWARE_PREFIX;
+const SYSTEM: &str = SYSTEM_PREFIX;
 
-/// A .reg file for `keys` (path below `prefix`, values in .reg syntax), with every ancestor key
-/// listed before its children, as hivexregedit needs.
-fn reg_file(prefix: &str, keys: &[(&str, &[(&str, &str)])]) -> String {
-    let mut text = String::from("Windows Registry Editor Version 5.00\n\n");
-    let mut seen = std::collections::BTreeSet::new();
-    for (path, values) in keys {
-        let parts: Vec<&str> = path.split('\\').collect();
-        for depth in 1..=parts.len() {
-            let key = parts[..depth].join("\\");
-            if seen.insert(key.clone()) || depth == parts.len() {
-                text.push_str(&format!("[{prefix}\\{key}]\n"));
-                if depth == parts.len() {
-                    for (name, value) in *values {
-                        let name = name.replace('\\', "\\\\");
-                        text.push_str(&format!("\"{name}\"={value}\n"));
-                    }
-                }
-                text.push('\n');
-            }
-        }
-    }
-    text
-}
-
-/// A hive built by hivexregedit from `reg` (cached by its text).
+/// A hive built by hivexregedit from `reg` into porthole's empty hive (cached by its text).
 fn build_hive(name: &str, prefix: &str, reg: &str) -> PathBuf {
-    let recipe = format!("hive v1 {prefix}\n{reg}");
-    cached(&recipe, &[name], |paths| {
-        let hive = &paths[0];
-        std::fs::write(hive, empty_hive("ROOT")).expect("write empty hive");
-        let reg_path = hive.with_extension("reg");
-        std::fs::write(&reg_path, reg).expect("write .reg");
-        let (h, r) = (hive.display().to_string(), reg_path.display().to_string());
-        run(
-            "hivexregedit",
-            "libwin-hivex-perl",
-            &["--merge", "--prefix", prefix, &h, &r],
-            None,
-        );
-        std::fs::remove_file(&reg_path).expect("remove .reg");
-    })
-    .remove(0)
-}
-
-fn sz(text: &str) -> String {
-    format!("\"{text}\"")
-}
-
-/// A REG_SZ given as UTF-16LE bytes, for text a .reg file cannot carry portably.
-fn sz_utf16(text: &str) -> String {
-    let bytes: Vec<String> = text
-        .encode_utf16()
-        .chain([0])
-        .flat_map(u16::to_le_bytes)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("hex(1):{}", bytes.join(","))
+    porthole_testkit::guests::windows::build_hive(name, prefix, reg, &empty_hive("ROOT"))
 }
 
 const CURRENT_VERSION: &str = r"Microsoft\Windows NT\CurrentVersion";

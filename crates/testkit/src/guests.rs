@@ -8,6 +8,7 @@ use crate::kernel::{create_lvs, need_root, Loop, Mount};
 use crate::tools::{cached, run, truncate};
 
 pub mod rpm;
+pub mod windows;
 
 /// The btrfs filesystem UUID of the second disk of [`lvm_xfs_btrfs_guest`].
 pub const HOME_UUID: &str = "6d2f1c3e-8a4b-4c5d-9e6f-0a1b2c3d4e5f";

@@ -34,6 +34,9 @@ pub struct Volume {
     pub partuuid: Option<String>,
     /// GPT partition name, or the LV name.
     pub name: Option<String>,
+    /// For partitions: the first byte on their disk (Windows' `MountedDevices` names MBR
+    /// partitions by it).
+    pub start: Option<u64>,
     pub device: Dev,
 }
 
@@ -112,6 +115,7 @@ fn scan_disk(path: &str, disk: &Dev, out: &mut Scan, found: &mut Found) {
                     type_name: p.kind().name().to_string(),
                     partuuid: Some(p.partuuid.clone()),
                     name: p.name.clone(),
+                    start: p.start_lba.checked_mul(p.sector_size),
                     device: p.device.clone(),
                 });
             }
@@ -126,6 +130,7 @@ fn scan_disk(path: &str, disk: &Dev, out: &mut Scan, found: &mut Found) {
                 type_name: type_name.to_string(),
                 partuuid: None,
                 name: None,
+                start: None,
                 device: disk.clone(),
             });
         }
@@ -187,6 +192,7 @@ fn add_md_arrays(out: &mut Scan, found: &mut Found) {
                     type_name: "Linux RAID1".to_string(),
                     partuuid: None,
                     name: Some(member.name.clone()),
+                    start: None,
                     device: array,
                 });
             }
@@ -214,6 +220,7 @@ fn add_lvs(vg: &lvm::VolumeGroup, out: &mut Scan) {
                 type_name: "LVM2 LV".to_string(),
                 partuuid: Some(lv.uuid.clone()),
                 name: Some(name),
+                start: None,
                 device: lv.into(),
             }),
             Ok(_) => {}

@@ -5,20 +5,19 @@
 //!   element without content closed as `<x/>`, a newline after the document;
 //! - per OS, in this order: `root`, `name`, `arch`, `distro`, `product_name`,
 //!   `product_variant`, `major_version`, `minor_version`, `package_format`,
-//!   `package_management`, `hostname`, `osinfo`, `mountpoints`, `filesystems`,
-//!   `applications`. Text facts that are unknown (none, empty or `unknown`) are left out; the
-//!   versions are always written. `mountpoints` and `filesystems` are always written, even
-//!   empty; `applications` only when they were read (`--no-applications` leaves it out);
+//!   `package_management`, `windows_systemroot`, `windows_current_control_set`, `hostname`,
+//!   `osinfo`, `mountpoints`, `filesystems`, `drive_mappings`, `applications`. Text facts that
+//!   are unknown (none, empty or `unknown`) are left out; the versions are always written.
+//!   `mountpoints` and `filesystems` are always written, even empty; `drive_mappings` only
+//!   when there is one, each `<drive_mapping name="C">/dev/sda2</drive_mapping>` sorted by
+//!   letter ignoring case; `applications` only when they were read (`--no-applications`
+//!   leaves it out);
 //! - mountpoints sorted by the length of the path, then the path (shortest first, as
 //!   virt-inspector sorts them); filesystems sorted by device; applications in report order;
 //! - in a filesystem, `type`, `label` and `uuid` only when not empty; in an application,
 //!   `name` always, `epoch` only when not 0, every other field only when not empty.
 //!
-//! Not written, because the report does not hold them: `windows_systemroot`,
-//! `windows_current_control_set` (virt-inspector writes them between `package_management` and
-//! `hostname`), `drive_mappings` (after `filesystems`, left out when empty, each
-//! `<drive_mapping name="C">/dev/sda2</drive_mapping>` sorted by letter ignoring case) and
-//! `icon`. The Linux facts porthole adds
+//! Not written, because the report does not hold it: `icon`. The Linux facts porthole adds
 //! (services, accounts, network, system) have no place in virt-inspector's schema and are
 //! left out; they are in the JSON report.
 //!
@@ -31,7 +30,7 @@
 use std::cmp::Ordering;
 
 use crate::packages::Application;
-use crate::report::{FilesystemFact, Mountpoint, OperatingSystem, Report};
+use crate::report::{DriveMapping, FilesystemFact, Mountpoint, OperatingSystem, Report};
 
 /// What replaces a character XML 1.0 cannot carry.
 pub const REPLACEMENT: char = '\u{FFFD}';
@@ -59,10 +58,17 @@ fn operating_system(w: &mut Writer, os: &OperatingSystem) {
     w.leaf("minor_version", None, &os.minor_version.to_string());
     optional(w, "package_format", os.package_format.as_ref());
     optional(w, "package_management", os.package_management.as_ref());
+    optional(w, "windows_systemroot", os.windows_systemroot.as_ref());
+    optional(
+        w,
+        "windows_current_control_set",
+        os.windows_current_control_set.as_ref(),
+    );
     optional(w, "hostname", os.hostname.as_ref());
     optional(w, "osinfo", os.osinfo.as_ref());
     mountpoints(w, &os.mountpoints);
     filesystems(w, &os.filesystems);
+    drive_mappings(w, &os.drive_mappings);
     if let Some(applications) = &os.applications {
         w.start("applications", None);
         for app in applications {
@@ -113,6 +119,20 @@ fn filesystems(w: &mut Writer, filesystems: &[FilesystemFact]) {
         non_empty(w, "label", fs.label.as_ref());
         non_empty(w, "uuid", fs.uuid.as_ref());
         w.end();
+    }
+    w.end();
+}
+
+/// virt-inspector's `compare_keys_nocase` order; nothing when there is no mapping.
+fn drive_mappings(w: &mut Writer, mappings: &[DriveMapping]) {
+    if mappings.is_empty() {
+        return;
+    }
+    let mut sorted: Vec<&DriveMapping> = mappings.iter().collect();
+    sorted.sort_by_cached_key(|m| m.name.to_ascii_lowercase());
+    w.start("drive_mappings", None);
+    for m in sorted {
+        w.leaf("drive_mapping", Some(("name", &m.name)), &m.device);
     }
     w.end();
 }

@@ -7,11 +7,15 @@
 //! - [`version`]: product name, version, build, installation type and the osinfo id, from
 //!   SOFTWARE's `Microsoft\Windows NT\CurrentVersion`;
 //! - [`system`]: control set, hostname and drive letters from SYSTEM, and the mapping of drive
-//!   letters onto the guest's partitions.
+//!   letters onto the guest's partitions;
+//! - [`pe`]: the architecture, from the PE header of `System32\cmd.exe`;
+//! - `guest`: all of these read from a Windows root's filesystem into the report.
 //!
 //! Installed applications (the Uninstall keys) are in [`crate::packages::windows`].
 
+pub(crate) mod guest;
 pub mod hive;
+pub mod pe;
 pub mod system;
 pub mod version;
 
