@@ -477,7 +477,8 @@ mod tests {
                 text.as_bytes(),
             )
         };
-        let cases: [(&str, fn(&ClientError) -> bool); 7] = [
+        type Check = fn(&ClientError) -> bool;
+        let cases: [(&str, Check); 7] = [
             ("error: failed to get domain 'vm1'\n", |e| {
                 matches!(e, ClientError::Libvirt(LibvirtError::DomainNotFound { .. }))
             }),

@@ -1,0 +1,347 @@
+//! A private libvirt daemon, and transient domains booting the test image under it.
+//!
+//! The tests must not need (or disturb) a host libvirt: systemd may not be there to start one,
+//! and a system instance owns global state (`/run/libvirt`, cgroups, security labels). So
+//! [`Libvirtd::start`] runs its own `libvirtd` as an unprivileged session daemon, whose whole
+//! state lives under the XDG directories we give it in a temporary directory. When we are root
+//! the daemon runs as `nobody` (uid 65534) instead, since libvirtd run as root is always the
+//! system instance; root can still connect to its socket. Clients reach it through
+//! [`Libvirtd::uri`] (`qemu+unix:///session?socket=...`).
+//!
+//! Domains are `<domain type='qemu'>` (TCG: the daemon, unprivileged, cannot use `/dev/kvm`)
+//! booting the test image's kernel and initramfs directly, with the guest agent's channel
+//! `org.qemu.guest_agent.0` that libvirt connects to itself. libvirtd leaves QEMU running when
+//! it exits (by design, to survive restarts), so dropping a [`Libvirtd`] destroys its domains
+//! first and then kills any QEMU its pid files still name.
+
+use crate::error::VmError;
+use crate::image::Image;
+use crate::tool;
+use crate::vm::KERNEL_CMDLINE;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The uid and gid the daemon runs as when we are root (`nobody`, `nogroup`).
+const UNPRIVILEGED: u32 = 65534;
+/// How long the daemon may take to open its socket.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of a log shown in errors.
+const LOG_TAIL: usize = 4000;
+/// The Debian packages of the daemon, its QEMU driver, and virsh.
+pub const PACKAGES: &str = "libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients";
+
+/// A running private libvirtd; stopped, with its domains, when dropped.
+#[derive(Debug)]
+pub struct Libvirtd {
+    daemon: Child,
+    dir: tempfile::TempDir,
+    uri: String,
+    domains: Vec<String>,
+}
+
+/// What a domain gets.
+#[derive(Debug, Clone)]
+pub struct DomainSpec {
+    pub name: String,
+    pub memory_mib: u32,
+    /// Boot the test image; `None`: no kernel (the firmware finds nothing to boot and idles).
+    pub image: Option<Image>,
+    /// Give it the `org.qemu.guest_agent.0` channel.
+    pub agent_channel: bool,
+}
+
+impl Libvirtd {
+    /// Starts the daemon and waits until virsh can talk to it.
+    pub fn start() -> Result<Self, VmError> {
+        let dir = tempfile::Builder::new()
+            .prefix("porthole-libvirt.")
+            .tempdir()
+            .map_err(|e| VmError::io("creating the libvirt directory", std::env::temp_dir(), e))?;
+        let root = nix_is_root();
+        for sub in ["run", "config", "cache", "data", "home", "image"] {
+            let path = dir.path().join(sub);
+            std::fs::create_dir(&path).map_err(|e| VmError::io("creating", &path, e))?;
+            if root {
+                chown(&path)?;
+            }
+        }
+        // The daemon's user must get through our directory to its own.
+        set_mode(dir.path(), 0o755)?;
+        set_mode(&dir.path().join("run"), 0o700)?;
+        let log = dir.path().join("libvirtd.log");
+        let mut command = Command::new("libvirtd");
+        command
+            .current_dir(dir.path())
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("LC_ALL", "C")
+            .env("HOME", dir.path().join("home"))
+            .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("LIBVIRT_LOG_OUTPUTS", format!("3:file:{}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if root {
+            use std::os::unix::process::CommandExt;
+            command.uid(UNPRIVILEGED).gid(UNPRIVILEGED);
+        }
+        let daemon = command.spawn().map_err(|source| VmError::ToolMissing {
+            tool: "libvirtd".into(),
+            install: format!("install the Debian packages {PACKAGES}"),
+            source,
+        })?;
+        let socket = dir.path().join("run/libvirt/libvirt-sock");
+        let uri = format!("qemu+unix:///session?socket={}", socket.display());
+        let mut libvirtd = Libvirtd {
+            daemon,
+            dir,
+            uri,
+            domains: Vec::new(),
+        };
+        libvirtd.wait_ready(&socket)?;
+        Ok(libvirtd)
+    }
+
+    fn wait_ready(&mut self, socket: &Path) -> Result<(), VmError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.daemon.try_wait() {
+                return Err(VmError::ToolFailed {
+                    tool: "libvirtd".into(),
+                    status: status.to_string(),
+                    stderr: self.log(),
+                });
+            }
+            if socket.exists() && self.virsh(&["uri"]).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(VmError::NotReady {
+                    what: format!(
+                        "libvirtd's socket {} (log: {})",
+                        socket.display(),
+                        self.log()
+                    ),
+                    timeout: START_TIMEOUT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The URI that reaches this daemon.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The directory holding the daemon's state, the images and the logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `virsh -c URI ARGS...`; returns its standard output.
+    pub fn virsh(&self, args: &[&str]) -> Result<String, VmError> {
+        tool::run(
+            Command::new("virsh")
+                .env("LC_ALL", "C")
+                .args(["--connect", &self.uri])
+                .args(args),
+            "install the Debian package libvirt-clients",
+        )
+    }
+
+    /// The end of the daemon's log (warnings and errors).
+    pub fn log(&self) -> String {
+        tail(&self.dir.path().join("libvirtd.log"))
+    }
+
+    /// The end of a domain's serial console.
+    pub fn console(&self, name: &str) -> String {
+        tail(&self.console_path(name))
+    }
+
+    /// The end of libvirt's QEMU log for a domain (QEMU's command line and its errors).
+    pub fn qemu_log(&self, name: &str) -> String {
+        tail(
+            &self
+                .dir
+                .path()
+                .join(format!("cache/libvirt/qemu/log/{name}.log")),
+        )
+    }
+
+    fn console_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("image/{name}.console.log"))
+    }
+
+    /// Copies the image where the daemon's user can read it, so the image cache may stay
+    /// private to us.
+    fn stage(&self, image: &Image) -> Result<(PathBuf, PathBuf), VmError> {
+        let kernel = self.dir.path().join("image/vmlinuz");
+        let initrd = self.dir.path().join("image/initrd.img");
+        for (from, to) in [(&image.kernel, &kernel), (&image.initrd, &initrd)] {
+            if !to.exists() {
+                std::fs::copy(from, to).map_err(|e| VmError::io("copying the image", from, e))?;
+                set_mode(to, 0o644)?;
+            }
+        }
+        Ok((kernel, initrd))
+    }
+
+    /// Creates (defines and starts) a transient domain.
+    pub fn create(&mut self, spec: &DomainSpec) -> Result<(), VmError> {
+        let boot = match &spec.image {
+            Some(image) => Some(self.stage(image)?),
+            None => None,
+        };
+        let xml = domain_xml(spec, boot.as_ref(), &self.console_path(&spec.name));
+        let path = self.dir.path().join(format!("image/{}.xml", spec.name));
+        std::fs::write(&path, xml).map_err(|e| VmError::io("writing", &path, e))?;
+        let path_text = path.display().to_string();
+        self.virsh(&["create", &path_text])
+            .map_err(|e| self.with_qemu_log(e, &spec.name))?;
+        self.domains.push(spec.name.clone());
+        Ok(())
+    }
+
+    /// Defines a domain without starting it.
+    pub fn define(&mut self, spec: &DomainSpec) -> Result<(), VmError> {
+        let xml = domain_xml(spec, None, &self.console_path(&spec.name));
+        let path = self.dir.path().join(format!("image/{}.xml", spec.name));
+        std::fs::write(&path, xml).map_err(|e| VmError::io("writing", &path, e))?;
+        self.virsh(&["define", &path.display().to_string()])
+            .map(drop)
+    }
+
+    fn with_qemu_log(&self, error: VmError, name: &str) -> VmError {
+        VmError::ToolFailed {
+            tool: "virsh create".into(),
+            status: error.to_string(),
+            stderr: format!(
+                "--- QEMU log ---\n{}\n--- libvirtd log ---\n{}",
+                self.qemu_log(name),
+                self.log()
+            ),
+        }
+    }
+
+    fn stop(&mut self) {
+        for name in std::mem::take(&mut self.domains) {
+            let _ = self.virsh(&["destroy", &name]);
+        }
+        if let Ok(pid) = i32::try_from(self.daemon.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.daemon.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        self.kill_leftover_qemu();
+    }
+
+    /// Kills the QEMU processes our daemon started and left behind (their pid files remain
+    /// when a destroy failed).
+    fn kill_leftover_qemu(&self) {
+        let run = self.dir.path().join("run/libvirt/qemu/run");
+        let Ok(entries) = std::fs::read_dir(&run) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "pid") {
+                let pid = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok());
+                if let Some(pid) = pid.filter(|p| *p > 1) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Libvirtd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The domain's XML: the image booted directly (as [`crate::vm`] does with QEMU), the serial
+/// console to a file, the agent channel, user networking and no other devices.
+pub fn domain_xml(spec: &DomainSpec, boot: Option<&(PathBuf, PathBuf)>, console: &Path) -> String {
+    let boot = match boot {
+        Some((kernel, initrd)) => format!(
+            "<kernel>{}</kernel><initrd>{}</initrd><cmdline>{KERNEL_CMDLINE}</cmdline>",
+            kernel.display(),
+            initrd.display()
+        ),
+        None => String::new(),
+    };
+    let channel = if spec.agent_channel {
+        "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+    } else {
+        ""
+    };
+    format!(
+        "<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory}</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type>{boot}</os>
+  <cpu mode='maximum'/>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <serial type='file'><source path='{console}'/><target port='0'/></serial>
+    {channel}
+    <interface type='user'><model type='virtio'/></interface>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+",
+        name = spec.name,
+        memory = spec.memory_mib,
+        console = console.display(),
+    )
+}
+
+fn nix_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn chown(path: &Path) -> Result<(), VmError> {
+    std::os::unix::fs::chown(path, Some(UNPRIVILEGED), Some(UNPRIVILEGED))
+        .map_err(|e| VmError::io("handing to the daemon's user", path, e))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), VmError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| VmError::io("setting the mode of", path, e))
+}
+
+/// The last [`LOG_TAIL`] bytes of a log file.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let start = text.len().saturating_sub(LOG_TAIL);
+    String::from_utf8_lossy(text.get(start..).unwrap_or_default()).into_owned()
+}
