@@ -55,11 +55,11 @@ impl Libvirtd {
     /// Starts the daemon and waits until virsh can talk to it.
     pub fn start() -> Result<Self, VmError> {
         let dir = tempfile::Builder::new()
-            .prefix("porthole-libvirt.")
+            .prefix("px-lv.")
             .tempdir()
             .map_err(|e| VmError::io("creating the libvirt directory", std::env::temp_dir(), e))?;
         let root = nix_is_root();
-        for sub in ["run", "config", "cache", "data", "home", "image"] {
+        for sub in ["run", "config", "cache", "data", "home", "image", "log"] {
             let path = dir.path().join(sub);
             std::fs::create_dir(&path).map_err(|e| VmError::io("creating", &path, e))?;
             if root {
@@ -69,7 +69,10 @@ impl Libvirtd {
         // The daemon's user must get through our directory to its own.
         set_mode(dir.path(), 0o755)?;
         set_mode(&dir.path().join("run"), 0o700)?;
-        let log = dir.path().join("libvirtd.log");
+        let log = dir.path().join("log/libvirtd.log");
+        let stderr_path = dir.path().join("libvirtd.stderr");
+        let stderr = std::fs::File::create(&stderr_path)
+            .map_err(|e| VmError::io("creating", &stderr_path, e))?;
         let mut command = Command::new("libvirtd");
         command
             .current_dir(dir.path())
@@ -87,7 +90,7 @@ impl Libvirtd {
             .env("LIBVIRT_LOG_OUTPUTS", format!("3:file:{}", log.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         if root {
             use std::os::unix::process::CommandExt;
             command.uid(UNPRIVILEGED).gid(UNPRIVILEGED);
@@ -157,9 +160,14 @@ impl Libvirtd {
         )
     }
 
-    /// The end of the daemon's log (warnings and errors).
+    /// The end of the daemon's log (warnings and errors) and of its standard error.
     pub fn log(&self) -> String {
-        tail(&self.dir.path().join("libvirtd.log"))
+        let dir = self.dir.path();
+        format!(
+            "{}{}",
+            tail(&dir.join("log/libvirtd.log")),
+            tail(&dir.join("libvirtd.stderr"))
+        )
     }
 
     /// The end of a domain's serial console.
@@ -295,10 +303,18 @@ pub fn domain_xml(spec: &DomainSpec, boot: Option<&(PathBuf, PathBuf)>, console:
         ),
         None => String::new(),
     };
+    // The image's agent also serves `org.porthole.agent.0` and exits when that port is
+    // missing; libvirt leaves that channel alone, so it is a plain socket beside the console.
+    let porthole_socket = console.with_extension("porthole.sock");
     let channel = if spec.agent_channel {
-        "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+        format!(
+            "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <channel type='unix'><source mode='bind' path='{}'/>\
+<target type='virtio' name='org.porthole.agent.0'/></channel>",
+            porthole_socket.display()
+        )
     } else {
-        ""
+        String::new()
     };
     format!(
         "<domain type='qemu'>
