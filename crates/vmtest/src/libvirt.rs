@@ -190,8 +190,8 @@ impl Libvirtd {
     }
 
     /// Copies the image where the daemon's user can read it, so the image cache may stay
-    /// private to us.
-    fn stage(&self, image: &Image) -> Result<(PathBuf, PathBuf), VmError> {
+    /// private to us, and makes the domain's data disk ([`crate::disk`]).
+    fn stage(&self, image: &Image, name: &str) -> Result<Boot, VmError> {
         let kernel = self.dir.path().join("image/vmlinuz");
         let initrd = self.dir.path().join("image/initrd.img");
         for (from, to) in [(&image.kernel, &kernel), (&image.initrd, &initrd)] {
@@ -200,13 +200,22 @@ impl Libvirtd {
                 set_mode(to, 0o644)?;
             }
         }
-        Ok((kernel, initrd))
+        let disk = self.dir.path().join(format!("image/{name}.data.img"));
+        crate::disk::build(&disk, &self.dir.path().join(format!("{name}.data-tree")))?;
+        if nix_is_root() {
+            chown(&disk)?;
+        }
+        Ok(Boot {
+            kernel,
+            initrd,
+            disk,
+        })
     }
 
     /// Creates (defines and starts) a transient domain.
     pub fn create(&mut self, spec: &DomainSpec) -> Result<(), VmError> {
         let boot = match &spec.image {
-            Some(image) => Some(self.stage(image)?),
+            Some(image) => Some(self.stage(image, &spec.name)?),
             None => None,
         };
         let xml = domain_xml(spec, boot.as_ref(), &self.console_path(&spec.name));
@@ -292,16 +301,33 @@ impl Drop for Libvirtd {
     }
 }
 
-/// The domain's XML: the image booted directly (as [`crate::vm`] does with QEMU), the serial
-/// console to a file, the agent channel, user networking and no other devices.
-pub fn domain_xml(spec: &DomainSpec, boot: Option<&(PathBuf, PathBuf)>, console: &Path) -> String {
-    let boot = match boot {
-        Some((kernel, initrd)) => format!(
-            "<kernel>{}</kernel><initrd>{}</initrd><cmdline>{KERNEL_CMDLINE}</cmdline>",
-            kernel.display(),
-            initrd.display()
+/// What a domain booting the image gets, staged where the daemon's user can reach it.
+#[derive(Debug, Clone)]
+pub struct Boot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The ext4 data disk the guest mounts on `/data`.
+    pub disk: PathBuf,
+}
+
+/// The domain's XML: the image booted directly (as [`crate::vm`] does with QEMU) with its data
+/// disk, the serial console to a file, the agent channel, user networking, ACPI (so that a
+/// guest power-off ends QEMU) and no other devices.
+pub fn domain_xml(spec: &DomainSpec, boot: Option<&Boot>, console: &Path) -> String {
+    let (os, disk) = match boot {
+        Some(b) => (
+            format!(
+                "<kernel>{}</kernel><initrd>{}</initrd><cmdline>{KERNEL_CMDLINE}</cmdline>",
+                b.kernel.display(),
+                b.initrd.display()
+            ),
+            format!(
+                "<disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+<source file='{}'/><target dev='vda' bus='virtio'/><serial>porthole-data</serial></disk>",
+                b.disk.display()
+            ),
         ),
-        None => String::new(),
+        None => (String::new(), String::new()),
     };
     // The image's agent also serves `org.porthole.agent.0` and exits when that port is
     // missing; libvirt leaves that channel alone, so it is a plain socket beside the console.
@@ -321,13 +347,15 @@ pub fn domain_xml(spec: &DomainSpec, boot: Option<&(PathBuf, PathBuf)>, console:
   <name>{name}</name>
   <memory unit='MiB'>{memory}</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type>{boot}</os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>{os}</os>
+  <features><acpi/></features>
   <cpu mode='maximum'/>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <serial type='file'><source path='{console}'/><target port='0'/></serial>
+    {disk}
     {channel}
     <interface type='user'><model type='virtio'/></interface>
     <memballoon model='none'/>

@@ -2,8 +2,10 @@
 //! daemon that owns the agent's channel, reached with `Endpoint::Libvirt` (the client library)
 //! and `porthole agent --domain` (the CLI), both going through `virsh qemu-agent-command`.
 //!
-//! Three domains: `px-agent` boots the test image; `px-silent` has the agent channel but no
-//! guest to answer on it (no kernel: the firmware idles); `px-off` is defined and never started.
+//! Four domains: `px-agent` boots the test image; `px-silent` has the agent channel but no
+//! guest to answer on it (no kernel: the firmware idles); `px-nochannel` runs without the
+//! channel; `px-off` is defined and never started. guest-shutdown, which ends `px-agent`, comes
+//! last.
 //! As in `vm.rs`, one boot serves every case; each case reports on its own line and the test
 //! fails at the end naming every case that failed. A daemon that cannot start is a failure with
 //! its log, never a skip.
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 const AGENT_VM: &str = "px-agent";
 const SILENT_VM: &str = "px-silent";
 const OFF_VM: &str = "px-off";
+const NO_CHANNEL_VM: &str = "px-nochannel";
 
 type Outcome = Result<(), String>;
 
@@ -84,6 +87,8 @@ fn porthole_cli() -> PathBuf {
 struct Suite {
     libvirtd: Libvirtd,
     cli: PathBuf,
+    /// The image's manifest (kernel release, agent hash).
+    manifest: String,
     failures: Vec<String>,
 }
 
@@ -187,6 +192,7 @@ fn boot_timeout() -> Duration {
 fn start() -> Suite {
     let image =
         porthole_vmtest::image::build().unwrap_or_else(|e| panic!("building the image: {e}"));
+    let manifest = image.manifest.clone();
     let mut libvirtd = Libvirtd::start().unwrap_or_else(|e| {
         panic!(
             "cannot start a private libvirtd (Debian packages {}): {e}",
@@ -206,6 +212,12 @@ fn start() -> Suite {
             image: None,
             agent_channel: true,
         },
+        DomainSpec {
+            name: NO_CHANNEL_VM.into(),
+            memory_mib: 64,
+            image: None,
+            agent_channel: false,
+        },
     ];
     for spec in &domains {
         libvirtd
@@ -224,6 +236,7 @@ fn start() -> Suite {
     Suite {
         libvirtd,
         cli: porthole_cli(),
+        manifest,
         failures: Vec::new(),
     }
 }
@@ -250,7 +263,7 @@ fn agent_through_libvirt() {
             || "guest-info lacks guest-porthole-exec".into(),
         )?;
         let os = c.os_info().map_err(err)?;
-        let manifest = porthole_vmtest::image::build().map_err(err)?.manifest;
+        let manifest = &s.manifest;
         let release = os.kernel_release.unwrap_or_default();
         check(
             manifest.contains(&format!("kernel-release {release}\n")),
@@ -341,23 +354,32 @@ fn agent_through_libvirt() {
         })
     });
 
-    suite.case("cli: ping, info, os, freeze-status", |s| {
-        let ping = s.porthole_ok(&["ping"])?;
-        check(ping == "ok\n", || format!("ping printed {ping:?}"))?;
-        let info = s.porthole_ok(&["info"])?;
-        check(
-            info.starts_with("version: ") && info.contains("guest-porthole-exec"),
-            || format!("info printed {info:?}"),
-        )?;
-        let os = s.porthole_ok(&["os"])?;
-        check(os.contains("kernel-release"), || {
-            format!("os printed {os:?}")
-        })?;
-        let status = s.porthole_ok(&["freeze-status"])?;
-        check(status.contains("thawed"), || {
-            format!("freeze-status printed {status:?}")
-        })
-    });
+    suite.case(
+        "cli: ping, info, os, cat from the data disk, freeze-status",
+        |s| {
+            let ping = s.porthole_ok(&["ping"])?;
+            check(ping == "ok\n", || format!("ping printed {ping:?}"))?;
+            let info = s.porthole_ok(&["info"])?;
+            check(
+                info.starts_with("version: ") && info.contains("guest-porthole-exec"),
+                || format!("info printed {info:?}"),
+            )?;
+            let os = s.porthole_ok(&["os"])?;
+            check(os.contains("kernel-release"), || {
+                format!("os printed {os:?}")
+            })?;
+            let (path, contents) = porthole_vmtest::disk::FILES[0];
+            let cat = s.porthole_ok(&[
+                "cat",
+                &format!("{}/{path}", porthole_vmtest::disk::MOUNTPOINT),
+            ])?;
+            check(cat == contents, || format!("cat printed {cat:?}"))?;
+            let status = s.porthole_ok(&["freeze-status"])?;
+            check(status.contains("thawed"), || {
+                format!("freeze-status printed {status:?}")
+            })
+        },
+    );
 
     suite.case(
         "cli: exec streams output and exits with the guest's status",
@@ -436,6 +458,37 @@ fn agent_through_libvirt() {
         )
     });
 
+    suite.case("errors: a domain without the agent channel", |s| {
+        let mut c = s.client(NO_CHANNEL_VM)?;
+        let e = c.ping().map(drop).err();
+        check(
+            matches!(
+                e,
+                Some(ClientError::Libvirt(
+                    LibvirtError::AgentNotConfigured { .. }
+                ))
+            ),
+            || format!("client got {e:?}"),
+        )?;
+        let stderr = s.porthole_fails(NO_CHANNEL_VM, &["ping"])?;
+        check(stderr.contains("org.qemu.guest_agent.0"), || {
+            format!("cli said {stderr:?}")
+        })
+    });
+
+    suite.case("errors: virsh missing names its package", |s| {
+        let out = Command::new(&s.cli)
+            .env("PATH", "/nonexistent")
+            .args(["agent", "--domain", AGENT_VM, "ping"])
+            .output()
+            .map_err(err)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        check(
+            !out.status.success() && stderr.contains("libvirt-clients"),
+            || format!("cli said {stderr:?}"),
+        )
+    });
+
     suite.case("errors: a domain that is not running", |s| {
         let stderr = s.porthole_fails(OFF_VM, &["info"])?;
         check(stderr.contains("is not running"), || {
@@ -460,6 +513,25 @@ fn agent_through_libvirt() {
             e.as_ref().is_some_and(ClientError::is_command_not_found),
             || format!("{e:?}"),
         )
+    });
+
+    // Last: it ends the domain. libvirt gets no reply to guest-shutdown; silence is success.
+    suite.case("cli: shutdown ends the domain", |s| {
+        s.porthole_ok(&["shutdown"])?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // A transient domain is gone once QEMU exits.
+            if s.libvirtd.virsh(&["domstate", AGENT_VM]).is_err() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{AGENT_VM} still exists 60s after guest-shutdown\n{}",
+                    s.libvirtd.console(AGENT_VM)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     });
 
     let failures = std::mem::take(&mut suite.failures);
