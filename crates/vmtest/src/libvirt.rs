@@ -389,3 +389,37 @@ fn tail(path: &Path) -> String {
     let start = text.len().saturating_sub(LOG_TAIL);
     String::from_utf8_lossy(text.get(start..).unwrap_or_default()).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(agent_channel: bool) -> DomainSpec {
+        DomainSpec {
+            name: "vm1".into(),
+            memory_mib: 64,
+            image: None,
+            agent_channel,
+        }
+    }
+
+    #[test]
+    fn domains_get_acpi_and_the_channels_asked_for() {
+        let console = Path::new("/d/image/vm1.console.log");
+        let boot = Boot {
+            kernel: "/d/image/vmlinuz".into(),
+            initrd: "/d/image/initrd.img".into(),
+            disk: "/d/image/vm1.data.img".into(),
+        };
+        let with = domain_xml(&spec(true), Some(&boot), console);
+        assert!(with.starts_with("<domain type='qemu'>"));
+        assert!(with.contains("<acpi/>"));
+        assert!(with.contains("name='org.qemu.guest_agent.0'"));
+        assert!(with.contains("path='/d/image/vm1.console.porthole.sock'"));
+        assert!(with.contains(&format!("<cmdline>{KERNEL_CMDLINE}</cmdline>")));
+        assert!(with.contains("<source file='/d/image/vm1.data.img'/>"));
+        let without = domain_xml(&spec(false), None, console);
+        assert!(!without.contains("channel"));
+        assert!(!without.contains("<kernel>"));
+    }
+}

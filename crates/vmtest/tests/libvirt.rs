@@ -404,6 +404,24 @@ fn agent_through_libvirt() {
         },
     );
 
+    suite.case("cli: fsfreeze the data disk, then thaw", |s| {
+        let froze = s.porthole_ok(&[
+            "fsfreeze",
+            "--mountpoint",
+            porthole_vmtest::disk::MOUNTPOINT,
+        ])?;
+        let frozen = s.porthole_ok(&["freeze-status"])?;
+        let thawed = s.porthole_ok(&["thaw"])?;
+        let after = s.porthole_ok(&["freeze-status"])?;
+        check(
+            froze == "froze 1 filesystem(s)\n"
+                && frozen == "frozen\n"
+                && thawed == "thawed 1 filesystem(s)\n"
+                && after == "thawed\n",
+            || format!("{froze:?} {frozen:?} {thawed:?} {after:?}"),
+        )
+    });
+
     suite.case("cli: cp to the guest and back", |s| {
         let dir = tempfile::tempdir().map_err(err)?;
         let local = dir.path().join("up.bin");
