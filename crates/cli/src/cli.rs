@@ -124,7 +124,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "NAME")]
     pub domain: Option<String>,
     /// libvirt's connection URI for --domain (default: LIBVIRT_DEFAULT_URI, else virsh's default)
-    #[arg(long, value_name = "URI", requires = "domain")]
+    #[arg(long, value_name = "URI", conflicts_with_all = ["socket", "vsock", "hybrid_vsock"])]
     pub libvirt_uri: Option<String>,
     /// Print the agent's raw return value as JSON
     #[arg(long, global = true)]
