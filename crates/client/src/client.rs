@@ -152,7 +152,7 @@ impl Client {
         }
     }
 
-    /// Runs the `guest-sync-delimited` handshake on a stream (see [`stream`]); a no-op through
+    /// Runs the `guest-sync-delimited` handshake on a stream; a no-op through
     /// libvirt, which synchronises before every command itself.
     pub fn sync(&mut self) -> Result<(), ClientError> {
         match &mut self.link {

@@ -24,26 +24,22 @@
 //!
 //! [`Transport`]: super::Transport
 
+mod process;
+
 use super::RequestTransport;
 use crate::error::{secs, ClientError};
+use process::{run, RunError};
 use std::ffi::OsString;
-use std::io::{self, Read};
-use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::io;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Linux's limit on one command-line argument (`MAX_ARG_STRLEN`), less its terminating NUL.
 pub const MAX_REQUEST_BYTES: usize = 128 * 1024 - 1;
 /// libvirt's limit on a string in an RPC message (`REMOTE_STRING_MAX`), which the reply is.
 pub const MAX_REPLY_BYTES: usize = 4 << 20;
-/// The most of virsh's standard error kept for the error message.
-const MAX_STDERR_BYTES: usize = 64 << 10;
 /// The most of virsh's message shown in an error.
 const MAX_DETAIL_CHARS: usize = 1000;
-/// How often a running virsh is checked on.
-const POLL: Duration = Duration::from_millis(5);
-/// How long the output pipes may stay open after virsh exited (held by a child of its own).
-const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// The Debian package that ships virsh.
 const VIRSH_PACKAGE: &str = "libvirt-clients";
 
@@ -341,92 +337,6 @@ impl RequestTransport for VirshTransport {
     }
 }
 
-/// What one pipe gave: at most its limit, and whether there was more.
-#[derive(Debug, Default)]
-struct Captured {
-    bytes: Vec<u8>,
-    overflow: bool,
-}
-
-/// A finished virsh.
-struct Run {
-    status: ExitStatus,
-    stdout: Captured,
-    stderr: Captured,
-}
-
-enum RunError {
-    TimedOut,
-    Io(io::Error),
-}
-
-/// Waits for `child` until `deadline` (killing it then), reading its output on two threads
-/// through fixed bounds: past its limit a pipe is drained and discarded, so virsh never blocks
-/// on a full pipe and we never hold more than the limit.
-fn run(mut child: Child, deadline: Instant, stdout_limit: usize) -> Result<Run, RunError> {
-    let (tx, rx) = mpsc::channel();
-    if let Some(out) = child.stdout.take() {
-        spawn_reader(Pipe::Out(out), stdout_limit, tx.clone());
-    }
-    if let Some(err) = child.stderr.take() {
-        spawn_reader(Pipe::Err(err), MAX_STDERR_BYTES, tx);
-    }
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(RunError::TimedOut);
-            }
-            Err(e) => return Err(RunError::Io(e)),
-        }
-    };
-    let mut run = Run {
-        status,
-        stdout: Captured::default(),
-        stderr: Captured::default(),
-    };
-    for _ in 0..2 {
-        match rx.recv_timeout(PIPE_GRACE) {
-            Ok((true, captured)) => run.stdout = captured.map_err(RunError::Io)?,
-            Ok((false, captured)) => run.stderr = captured.map_err(RunError::Io)?,
-            Err(_) => return Err(RunError::TimedOut),
-        }
-    }
-    Ok(run)
-}
-
-enum Pipe {
-    Out(ChildStdout),
-    Err(ChildStderr),
-}
-
-/// Reads `pipe` to its end on a thread; sends (is-stdout, what it held).
-fn spawn_reader(pipe: Pipe, limit: usize, tx: mpsc::Sender<(bool, io::Result<Captured>)>) {
-    std::thread::spawn(move || {
-        let (is_out, result) = match pipe {
-            Pipe::Out(mut p) => (true, capture(&mut p, limit)),
-            Pipe::Err(mut p) => (false, capture(&mut p, limit)),
-        };
-        let _ = tx.send((is_out, result));
-    });
-}
-
-/// Up to `limit` bytes of `reader`, then drains the rest.
-fn capture(reader: &mut dyn Read, limit: usize) -> io::Result<Captured> {
-    let mut bytes = Vec::new();
-    reader
-        .take(u64::try_from(limit).unwrap_or(u64::MAX))
-        .read_to_end(&mut bytes)?;
-    let drained = io::copy(reader, &mut io::sink())?;
-    Ok(Captured {
-        bytes,
-        overflow: drained > 0,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,17 +432,6 @@ mod tests {
         assert!(text.len() <= MAX_DETAIL_CHARS + 3);
         assert!(!text.contains('\u{1b}'));
         assert_eq!(message(b""), "no message");
-    }
-
-    #[test]
-    fn output_is_read_through_a_bound() -> io::Result<()> {
-        let data = vec![b'a'; 10_000];
-        let got = capture(&mut &data[..], 100)?;
-        assert_eq!(got.bytes.len(), 100);
-        assert!(got.overflow);
-        let got = capture(&mut &data[..], 10_000)?;
-        assert!(!got.overflow);
-        Ok(())
     }
 
     #[test]
