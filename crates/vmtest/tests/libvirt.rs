@@ -409,6 +409,17 @@ fn agent_through_libvirt() {
         },
     );
 
+    suite.case("limits: a reply beyond libvirt's fails clearly", |s| {
+        let mut c = s.client(AGENT_VM)?;
+        let args = serde_json::json!({"path": "/tmp/px-big.bin", "length": 5 << 20});
+        let e = c
+            .call("guest-porthole-file-read", args, Duration::from_secs(60))
+            .err();
+        check(matches!(e, Some(ClientError::ReplyTooLarge { .. })), || {
+            format!("a 5 MiB read in one reply gave {e:?}")
+        })
+    });
+
     suite.case("cli: fsfreeze the data disk, then thaw", |s| {
         let froze = s.porthole_ok(&[
             "fsfreeze",

@@ -223,6 +223,13 @@ impl VirshTransport {
                 timeout,
                 detail,
             }
+        } else if has("Unable to encode message payload") {
+            // The reply did not fit libvirt's RPC message (the request always does: it is far
+            // smaller than one argument may be).
+            return ClientError::ReplyTooLarge {
+                command: command.into(),
+                limit: MAX_REPLY_BYTES,
+            };
         } else if has("Guest agent disappeared") {
             return ClientError::Closed {
                 command: command.into(),
@@ -388,7 +395,10 @@ mod tests {
             )
         };
         type Check = fn(&ClientError) -> bool;
-        let cases: [(&str, Check); 7] = [
+        let cases: [(&str, Check); 8] = [
+            ("error: Unable to encode message payload\n", |e| {
+                matches!(e, ClientError::ReplyTooLarge { .. })
+            }),
             ("error: failed to get domain 'vm1'\n", |e| {
                 matches!(e, ClientError::Libvirt(LibvirtError::DomainNotFound { .. }))
             }),
