@@ -23,7 +23,8 @@ const ENVELOPE_ROOM: usize = 4096;
 pub struct Options {
     /// For opening the transport.
     pub connect_timeout: Duration,
-    /// For the `guest-sync-delimited` handshake, counted apart from the call that triggers it.
+    /// For the `guest-sync-delimited` handshake, counted apart from the call that triggers it
+    /// (streams only: libvirt synchronises within each call's own timeout).
     pub handshake_timeout: Duration,
     /// For the typed calls (`ping`, `info`, ...); [`Client::call`] takes its own.
     pub call_timeout: Duration,

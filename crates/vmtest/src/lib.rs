@@ -10,7 +10,8 @@
 //! - [`vm`]: QEMU itself: [`Vm::start`], [`Vm::wait_for_agent`], [`Vm::stop`].
 //! - [`libvirt`]: a private libvirt daemon and transient domains booting the same image.
 //!
-//! Everything runs as the invoking user except QEMU's `-accel kvm`, which needs `/dev/kvm`.
+//! Everything runs as the invoking user except QEMU's `-accel kvm`, which needs `/dev/kvm`, and
+//! the private libvirtd, which runs as `nobody` when the invoking user is root.
 //! A missing tool is an error that names the Debian package (or the cargo command) to install.
 
 pub mod accel;
