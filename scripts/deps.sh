@@ -33,6 +33,9 @@ packages=(
   passwd             # useradd, userdel, chpasswd: throwaway users in the account tests; useradd -P builds phony guests' accounts
   systemd            # systemctl --root enable/mask: the phony guests' unit links
   qemu-system-x86    # the test VM (crates/vmtest, scripts/demo.sh)
+  libvirt-daemon-system       # libvirtd: crates/vmtest/tests/libvirt.rs runs a private one
+  libvirt-daemon-driver-qemu  # its QEMU driver
+  libvirt-clients    # virsh: `porthole agent --domain` goes through virsh qemu-agent-command
   busybox-static     # the test VM's userland (vm/build-image.sh)
   cpio               # the test VM's initramfs
   kmod               # depmod: modules.dep for the test VM's kernel modules

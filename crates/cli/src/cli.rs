@@ -20,7 +20,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Talk to a guest agent (qemu-ga or porthole-agent) through its host-side socket
+    /// Talk to a guest agent (qemu-ga or porthole-agent) through its host-side socket or libvirt
     Agent(AgentArgs),
     /// List the partitions, volumes and filesystems on a VM's disk images
     Filesystems(FilesystemsArgs),
@@ -108,7 +108,7 @@ pub struct CatArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["socket", "vsock", "hybrid_vsock"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["socket", "vsock", "hybrid_vsock", "domain"])))]
 pub struct AgentArgs {
     /// The agent's host-side unix socket (the QEMU chardev or libvirt channel)
     #[arg(long, value_name = "PATH")]
@@ -119,6 +119,13 @@ pub struct AgentArgs {
     /// A hybrid vsock socket (Firecracker, Cloud Hypervisor, vhost-device-vsock) and guest port
     #[arg(long, value_name = "PATH:PORT", value_parser = hybrid_vsock_endpoint)]
     pub hybrid_vsock: Option<Endpoint>,
+    /// A libvirt domain (name, UUID or id) whose agent channel libvirt owns: calls go through
+    /// `virsh qemu-agent-command`
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
+    /// libvirt's connection URI for --domain (default: LIBVIRT_DEFAULT_URI, else virsh's default)
+    #[arg(long, value_name = "URI", conflicts_with_all = ["socket", "vsock", "hybrid_vsock"])]
+    pub libvirt_uri: Option<String>,
     /// Print the agent's raw return value as JSON
     #[arg(long, global = true)]
     pub json: bool,
@@ -355,13 +362,18 @@ pub enum ShutdownMode {
 }
 
 impl AgentArgs {
-    /// Where the agent is (clap guarantees exactly one of the three options).
+    /// Where the agent is (clap guarantees exactly one of the four options).
     pub fn endpoint(&self) -> Option<Endpoint> {
+        let libvirt = |domain: &String| Endpoint::Libvirt {
+            domain: domain.clone(),
+            uri: self.libvirt_uri.clone(),
+        };
         self.socket
             .clone()
             .map(Endpoint::Unix)
             .or_else(|| self.vsock.clone())
             .or_else(|| self.hybrid_vsock.clone())
+            .or_else(|| self.domain.as_ref().map(libvirt))
     }
 }
 
@@ -456,6 +468,28 @@ mod tests {
             endpoint(&["porthole", "agent", "--socket", "/s", "os"])?,
             Some(Endpoint::Unix("/s".into()))
         );
+        assert_eq!(
+            endpoint(&["porthole", "agent", "--domain", "vm1", "ping"])?,
+            Some(Endpoint::Libvirt {
+                domain: "vm1".into(),
+                uri: None
+            })
+        );
+        assert_eq!(
+            endpoint(&[
+                "porthole",
+                "agent",
+                "--domain",
+                "vm1",
+                "--libvirt-uri",
+                "qemu:///system",
+                "ping"
+            ])?,
+            Some(Endpoint::Libvirt {
+                domain: "vm1".into(),
+                uri: Some("qemu:///system".into())
+            })
+        );
         Ok(())
     }
 
@@ -483,6 +517,18 @@ mod tests {
             ],
             &["porthole", "agent", "--vsock", "3", "ping"],
             &["porthole", "agent", "--hybrid-vsock", "/run/v.sock", "ping"],
+            &[
+                "porthole",
+                "agent",
+                "--socket",
+                "s",
+                "--libvirt-uri",
+                "qemu:///system",
+                "ping",
+            ],
+            &[
+                "porthole", "agent", "--socket", "s", "--domain", "d", "ping",
+            ],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -1,26 +1,30 @@
-//! The connection: handshake, raw calls, and reply decoding.
+//! The connection: raw calls and reply decoding, over a framed byte stream (`stream`, with the
+//! `guest-sync-delimited` handshake) or a request/response transport (libvirt, which keeps the
+//! agent in step itself, so there is no handshake of ours).
+
+mod stream;
 
 use crate::error::ClientError;
-use crate::transport::{Endpoint, Transport};
-use porthole_proto::framer::{Frame, FrameError, Framer, Limits, RESET_BYTE};
+use crate::transport::{Connection, Endpoint, RequestTransport, Transport};
+use porthole_proto::framer::RESET_BYTE;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::collections::VecDeque;
-use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use stream::StreamLink;
 
 const SYNC_COMMAND: &str = "guest-sync-delimited";
-/// Bytes asked of the transport per read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Room left in a request or reply for everything but the base64 data of a chunk.
+const ENVELOPE_ROOM: usize = 4096;
 
 /// Timeouts and limits of a [`Client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// For opening the transport.
     pub connect_timeout: Duration,
-    /// For the `guest-sync-delimited` handshake, counted apart from the call that triggers it.
+    /// For the `guest-sync-delimited` handshake, counted apart from the call that triggers it
+    /// (streams only: libvirt synchronises within each call's own timeout).
     pub handshake_timeout: Duration,
     /// For the typed calls (`ping`, `info`, ...); [`Client::call`] takes its own.
     pub call_timeout: Duration,
@@ -40,41 +44,28 @@ impl Default for Options {
     }
 }
 
-/// Why waiting for a frame ended without one.
-enum ReadFail {
-    TimedOut,
-    Closed,
-    Io(io::Error),
-}
-
-impl From<io::Error> for ReadFail {
-    fn from(e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::TimedOut => ReadFail::TimedOut,
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => ReadFail::Closed,
-            _ => ReadFail::Io(e),
-        }
-    }
+/// How requests reach the agent.
+enum Link {
+    Stream(StreamLink),
+    Requests(Box<dyn RequestTransport>),
 }
 
 /// One connection to a guest agent; see the crate docs.
 pub struct Client {
-    transport: Box<dyn Transport>,
-    framer: Framer,
-    /// Frames already split off the stream but not yet consumed.
-    frames: VecDeque<Frame>,
+    link: Link,
     options: Options,
-    /// False until a handshake succeeds, and again after anything that may leave a late reply
-    /// in the stream; the next call then handshakes first.
-    in_sync: bool,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let in_sync = match &self.link {
+            Link::Stream(stream) => stream.in_sync,
+            Link::Requests(_) => true,
+        };
         f.debug_struct("Client")
-            .field("transport", &self.transport.describe())
+            .field("transport", &self.describe())
             .field("options", &self.options)
-            .field("in_sync", &self.in_sync)
+            .field("in_sync", &in_sync)
             .finish()
     }
 }
@@ -85,10 +76,13 @@ impl Client {
         Self::connect(&Endpoint::Unix(path.as_ref().to_path_buf()), options)
     }
 
-    /// Connects to `endpoint` and synchronises with the agent.
+    /// Connects to `endpoint` and synchronises with the agent (a libvirt domain: neither; the
+    /// first call finds out whether the domain and its agent are there).
     pub fn connect(endpoint: &Endpoint, options: Options) -> Result<Self, ClientError> {
-        let transport = endpoint.connect(options.connect_timeout)?;
-        Self::with_transport(transport, options)
+        match endpoint.connect(options.connect_timeout)? {
+            Connection::Stream(transport) => Self::with_transport(transport, options),
+            Connection::Requests(transport) => Ok(Self::with_requests(transport, options)),
+        }
     }
 
     /// Synchronises with the agent over an already open transport.
@@ -97,20 +91,18 @@ impl Client {
         options: Options,
     ) -> Result<Self, ClientError> {
         let mut client = Self {
-            transport,
-            framer: Framer::new(Self::limits(&options)),
-            frames: VecDeque::new(),
+            link: Link::Stream(StreamLink::new(transport, options.max_reply_bytes)),
             options,
-            in_sync: false,
         };
         client.sync()?;
         Ok(client)
     }
 
-    fn limits(options: &Options) -> Limits {
-        Limits {
-            max_message_bytes: options.max_reply_bytes,
-            ..Limits::default()
+    /// A client over a request/response transport, which keeps the agent in step itself.
+    pub fn with_requests(transport: Box<dyn RequestTransport>, options: Options) -> Self {
+        Self {
+            link: Link::Requests(transport),
+            options,
         }
     }
 
@@ -125,84 +117,55 @@ impl Client {
 
     /// Where the connection leads, for messages.
     pub fn describe(&self) -> String {
-        self.transport.describe()
+        match &self.link {
+            Link::Stream(stream) => stream.describe(),
+            Link::Requests(transport) => transport.describe(),
+        }
     }
 
-    /// Runs the `guest-sync-delimited` handshake: a 0xFF byte (which makes the agent drop any
-    /// half-received request), the sync request with a fresh random id, then everything up to
-    /// the agent's own 0xFF is discarded and replies are read until the one carrying our id.
+    /// The largest reply this connection carries.
+    pub fn max_reply_bytes(&self) -> usize {
+        match &self.link {
+            Link::Stream(_) => self.options.max_reply_bytes,
+            Link::Requests(t) => t.max_reply_bytes().min(self.options.max_reply_bytes),
+        }
+    }
+
+    /// Whether replies are limited below what the agent sends by default (libvirt's are), so
+    /// calls that take a size should ask for no more than [`Client::reply_data_limit`].
+    pub fn limits_replies(&self) -> bool {
+        matches!(self.link, Link::Requests(_))
+    }
+
+    /// Raw bytes that fit one reply as base64, with room for the rest of the reply.
+    pub fn reply_data_limit(&self) -> usize {
+        base64_room(self.max_reply_bytes().saturating_sub(ENVELOPE_ROOM))
+    }
+
+    /// Raw bytes that fit one request as base64 beside `other` bytes of other arguments (a
+    /// path, say); unlimited over a stream, about 95 KiB through virsh.
+    pub fn request_data_limit(&self, other: usize) -> usize {
+        match &self.link {
+            Link::Stream(_) => usize::MAX,
+            Link::Requests(t) => {
+                base64_room(t.max_request_bytes().saturating_sub(ENVELOPE_ROOM + other))
+            }
+        }
+    }
+
+    /// Runs the `guest-sync-delimited` handshake on a stream; a no-op through
+    /// libvirt, which synchronises before every command itself.
     pub fn sync(&mut self) -> Result<(), ClientError> {
-        self.in_sync = false;
-        self.frames.clear();
-        self.framer.reset();
-        let timeout = self.options.handshake_timeout;
-        let deadline = deadline_after(timeout);
-        let id = sync_id();
-        let mut request = vec![RESET_BYTE];
-        request.extend(build_request(SYNC_COMMAND, json!({ "id": id }))?);
-        let handshake_error = |fail: ReadFail, endpoint: String| match fail {
-            ReadFail::TimedOut => ClientError::HandshakeTimeout { timeout },
-            ReadFail::Closed => ClientError::Closed {
-                command: SYNC_COMMAND.into(),
-            },
-            ReadFail::Io(source) => ClientError::Io {
-                endpoint,
-                command: SYNC_COMMAND.into(),
-                source,
-            },
-        };
-        self.transport
-            .write_all_until(&request, deadline)
-            .map_err(|e| handshake_error(e.into(), self.transport.describe()))?;
-        self.skip_to_delimiter(deadline)
-            .map_err(|e| handshake_error(e, self.transport.describe()))?;
-        loop {
-            match self.next_frame(deadline) {
-                // Replies meant for an earlier client, errors for its half request, garbage:
-                // all of it is discarded until our own id comes back.
-                Ok(Frame::Message(message)) if is_sync_reply(&message, id) => break,
-                Ok(_) => continue,
-                Err(fail) => return Err(handshake_error(fail, self.transport.describe())),
-            }
-        }
-        self.in_sync = true;
-        Ok(())
-    }
-
-    /// Discards raw bytes up to and including the agent's 0xFF; what follows goes to the framer.
-    fn skip_to_delimiter(&mut self, deadline: Instant) -> Result<(), ReadFail> {
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let n = self.read_some(&mut buf, deadline)?;
-            let received = buf.get(..n).unwrap_or_default();
-            if let Some(pos) = received.iter().position(|&b| b == RESET_BYTE) {
-                let rest = received.get(pos + 1..).unwrap_or_default();
-                self.frames.extend(self.framer.push(rest));
-                return Ok(());
-            }
+        match &mut self.link {
+            Link::Stream(stream) => stream.sync(self.options.handshake_timeout),
+            Link::Requests(_) => Ok(()),
         }
     }
 
-    fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, ReadFail> {
-        match self.transport.read_until(buf, deadline)? {
-            0 => Err(ReadFail::Closed),
-            n => Ok(n),
-        }
-    }
-
-    /// The next frame of the stream, reading as needed until `deadline`.
-    fn next_frame(&mut self, deadline: Instant) -> Result<Frame, ReadFail> {
-        let mut buf = Vec::new();
-        loop {
-            if let Some(frame) = self.frames.pop_front() {
-                return Ok(frame);
-            }
-            if buf.is_empty() {
-                buf = vec![0u8; READ_CHUNK];
-            }
-            let n = self.read_some(&mut buf, deadline)?;
-            let frames = self.framer.push(buf.get(..n).unwrap_or_default());
-            self.frames.extend(frames);
+    fn ensure_sync(&mut self) -> Result<(), ClientError> {
+        match &self.link {
+            Link::Stream(stream) if !stream.in_sync => self.sync(),
+            _ => Ok(()),
         }
     }
 
@@ -216,17 +179,14 @@ impl Client {
     ) -> Result<Value, ClientError> {
         let request = build_request(command, arguments)?;
         self.ensure_sync()?;
-        let deadline = deadline_after(timeout);
-        let result = self
-            .send(command, &request, deadline, timeout)
-            .and_then(|()| self.read_reply(command, deadline, timeout));
-        if let Err(e) = &result {
-            // After anything but a clean agent error a late or partial reply may still come.
-            if !matches!(e, ClientError::Agent { .. }) {
-                self.in_sync = false;
+        let max_reply = self.options.max_reply_bytes;
+        match &mut self.link {
+            Link::Stream(stream) => stream.call(command, &request, timeout),
+            Link::Requests(transport) => {
+                let reply = transport.exchange(command, &request, timeout, max_reply)?;
+                decode_reply(command, &reply)
             }
         }
-        result
     }
 
     /// Sends a command that has no success response (guest-shutdown, guest-suspend-*): an error
@@ -239,70 +199,36 @@ impl Client {
     ) -> Result<(), ClientError> {
         let request = build_request(command, arguments)?;
         self.ensure_sync()?;
-        let deadline = deadline_after(wait);
-        self.send(command, &request, deadline, wait)?;
-        let result = self.read_reply(command, deadline, wait);
-        // Whatever happened, a reply may still be on its way.
-        self.in_sync = false;
-        match result {
-            Ok(_) | Err(ClientError::Timeout { .. } | ClientError::Closed { .. }) => Ok(()),
-            Err(e) => Err(e),
+        let max_reply = self.options.max_reply_bytes;
+        match &mut self.link {
+            Link::Stream(stream) => stream.call_no_reply(command, &request, wait),
+            Link::Requests(transport) => {
+                // libvirt reports an agent that never answers and one that goes quiet after
+                // taking the command alike, so make sure it answers first.
+                let ping = build_request("guest-ping", Value::Null)?;
+                let reply = transport.exchange("guest-ping", &ping, wait, max_reply)?;
+                decode_reply("guest-ping", &reply)?;
+                match transport.exchange(command, &request, wait, max_reply) {
+                    Ok(reply) => decode_reply(command, &reply).map(drop),
+                    Err(e) if e.is_timeout() || matches!(e, ClientError::Closed { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
         }
     }
+}
 
-    fn ensure_sync(&mut self) -> Result<(), ClientError> {
-        if self.in_sync {
-            Ok(())
-        } else {
-            self.sync()
-        }
-    }
+/// Raw bytes whose base64 fits in `room` bytes.
+fn base64_room(room: usize) -> usize {
+    room / 4 * 3
+}
 
-    fn send(
-        &mut self,
-        command: &str,
-        request: &[u8],
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<(), ClientError> {
-        self.transport
-            .write_all_until(request, deadline)
-            .map_err(|e| self.transport_error(command, e.into(), timeout))
-    }
-
-    fn read_reply(
-        &mut self,
-        command: &str,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<Value, ClientError> {
-        match self.next_frame(deadline) {
-            Ok(Frame::Message(message)) => decode_reply(command, &message),
-            Ok(Frame::Error(FrameError::TooLarge { limit })) => Err(ClientError::ReplyTooLarge {
-                command: command.into(),
-                limit,
-            }),
-            Ok(Frame::Error(e)) => Err(protocol(command, e.to_string())),
-            Err(fail) => Err(self.transport_error(command, fail, timeout)),
-        }
-    }
-
-    fn transport_error(&self, command: &str, fail: ReadFail, timeout: Duration) -> ClientError {
-        match fail {
-            ReadFail::TimedOut => ClientError::Timeout {
-                command: command.into(),
-                timeout,
-            },
-            ReadFail::Closed => ClientError::Closed {
-                command: command.into(),
-            },
-            ReadFail::Io(source) => ClientError::Io {
-                endpoint: self.transport.describe(),
-                command: command.into(),
-                source,
-            },
-        }
-    }
+/// The handshake's bytes: 0xFF, then `guest-sync-delimited` with a fresh id; and the id.
+fn request_with_reset() -> Result<(Vec<u8>, i64), ClientError> {
+    let id = sync_id();
+    let mut request = vec![RESET_BYTE];
+    request.extend(build_request(SYNC_COMMAND, json!({ "id": id }))?);
+    Ok((request, id))
 }
 
 /// `timeout` from now; absurd timeouts (`Duration::MAX`) are cut to a year rather than

@@ -87,6 +87,19 @@ pub enum ClientError {
 
     #[error("cannot write the output of {command}: {source}")]
     Output { command: String, source: io::Error },
+
+    /// A request too large for the transport (virsh takes a request as one argument).
+    #[error("the request for {command} is {size} bytes; {endpoint} takes at most {limit}")]
+    RequestTooLarge {
+        command: String,
+        endpoint: String,
+        size: usize,
+        limit: usize,
+    },
+
+    /// Talking to the agent through libvirt (`virsh qemu-agent-command`) failed.
+    #[error(transparent)]
+    Libvirt(#[from] crate::transport::LibvirtError),
 }
 
 impl ClientError {
@@ -106,12 +119,13 @@ impl ClientError {
                 | ClientError::GuestNotListening { .. }
                 | ClientError::Timeout { .. }
                 | ClientError::ExecTimeout { .. }
+                | ClientError::Libvirt(crate::transport::LibvirtError::AgentTimeout { .. })
         )
     }
 }
 
 /// `5s`, `0.25s`: durations as an operator writes them.
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
         format!("{}s", d.as_secs())

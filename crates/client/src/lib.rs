@@ -6,6 +6,10 @@
 //! for ours. Every read is bounded by a deadline and every reply by a size limit, so a silent or
 //! hostile agent can cost us time up to the timeout and memory up to the limit, nothing more.
 //!
+//! A libvirt domain ([`Endpoint::Libvirt`]) is reached through `virsh qemu-agent-command`
+//! instead: libvirt owns the agent's channel and synchronises with the agent itself, so the
+//! client skips its handshake there and sizes file and output chunks to what virsh carries.
+//!
 //! ```no_run
 //! use porthole_client::{Client, Options};
 //! let mut agent = Client::connect_unix("/run/vm1/qga.sock", Options::default())?;
@@ -20,7 +24,10 @@ mod typed;
 
 pub use client::{Client, Options};
 pub use error::ClientError;
-pub use transport::{Endpoint, StreamTransport, Transport, UnixTransport, VsockTransport};
+pub use transport::{
+    Endpoint, LibvirtError, RequestTransport, StreamTransport, Transport, UnixTransport,
+    VirshTransport, VsockTransport,
+};
 pub use typed::{ExecOutput, ReadChunk};
 
 /// The protocol crate's typed commands, re-exported so callers need one import.

@@ -1,16 +1,22 @@
-//! Byte transports to a guest agent, each bounded by a deadline.
+//! Transports to a guest agent, each bounded by a deadline.
 //!
-//! The agent protocol only needs a bidirectional byte stream: a unix socket (a QEMU chardev or a
-//! libvirt channel), AF_VSOCK to a guest's (CID, port) (QEMU's vhost-vsock), or a hybrid vsock
-//! unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock) reached through its
-//! `CONNECT <port>` preamble. Each is an [`Endpoint`] variant; all three end up as a
-//! [`StreamTransport`] over a socket with kernel timeouts.
+//! The agent protocol mostly runs over a bidirectional byte stream: a unix socket (a QEMU
+//! chardev or a libvirt channel), AF_VSOCK to a guest's (CID, port) (QEMU's vhost-vsock), or a
+//! hybrid vsock unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock) reached through
+//! its `CONNECT <port>` preamble. Each is an [`Endpoint`] variant; all three end up as a
+//! [`StreamTransport`] over a socket with kernel timeouts, and the client frames the stream and
+//! synchronises with `guest-sync-delimited`.
+//!
+//! A libvirt domain's agent is different: libvirt holds the channel and only passes whole
+//! requests and replies (`virsh qemu-agent-command`), synchronising by itself. That is a
+//! [`RequestTransport`] ([`VirshTransport`]); see the `virsh` module for why.
 //!
 //! Every read and write takes an absolute deadline rather than a timeout so that a caller can
 //! bound a whole exchange (many reads) by one budget: a peer that trickles one byte per second
 //! cannot stretch a call past its deadline.
 
 mod hybrid;
+mod virsh;
 mod vsock;
 
 use crate::error::ClientError;
@@ -20,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use hybrid::{parse_hybrid_vsock, HYBRID_RETRY};
+pub use virsh::{LibvirtError, VirshTransport, MAX_REPLY_BYTES as VIRSH_MAX_REPLY_BYTES};
 pub use vsock::{parse_vsock, VsockTransport};
 
 /// A connected byte stream to an agent.
@@ -35,6 +42,35 @@ pub trait Transport: Send {
     fn describe(&self) -> String;
 }
 
+/// A transport that carries whole requests and replies, its far end keeping them in step
+/// (libvirt, which does its own `guest-sync`): no framing and no handshake on our side.
+pub trait RequestTransport: Send {
+    /// Sends one request (a JSON object) for `command` and returns the reply's bytes, within
+    /// `timeout` and `max_reply` bytes.
+    fn exchange(
+        &mut self,
+        command: &str,
+        request: &[u8],
+        timeout: Duration,
+        max_reply: usize,
+    ) -> Result<Vec<u8>, ClientError>;
+
+    /// Where this transport leads, for error messages (`libvirt:vm1`).
+    fn describe(&self) -> String;
+
+    /// The largest request it can carry.
+    fn max_request_bytes(&self) -> usize;
+
+    /// The largest reply it can carry.
+    fn max_reply_bytes(&self) -> usize;
+}
+
+/// An opened transport of either shape.
+pub enum Connection {
+    Stream(Box<dyn Transport>),
+    Requests(Box<dyn RequestTransport>),
+}
+
 /// Where an agent can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -45,17 +81,30 @@ pub enum Endpoint {
     /// A hybrid vsock unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock) and the
     /// guest port to ask it for.
     HybridVsock { path: PathBuf, port: u32 },
+    /// A libvirt domain, whose agent channel libvirt owns: calls go through
+    /// `virsh qemu-agent-command`. `uri` is the libvirt connection URI (`None`: virsh's
+    /// default, which honours `LIBVIRT_DEFAULT_URI`).
+    Libvirt { domain: String, uri: Option<String> },
 }
 
 impl Endpoint {
-    /// Opens the transport, waiting at most `timeout` for the connection.
-    pub fn connect(&self, timeout: Duration) -> Result<Box<dyn Transport>, ClientError> {
+    /// Opens the transport, waiting at most `timeout` for the connection. A libvirt domain
+    /// opens nothing yet: each call runs virsh, which may take `timeout` to reach the daemon.
+    pub fn connect(&self, timeout: Duration) -> Result<Connection, ClientError> {
+        let stream = |t: Box<dyn Transport>| Ok(Connection::Stream(t));
         match self {
-            Endpoint::Unix(path) => Ok(Box::new(UnixTransport::connect(path.clone(), timeout)?)),
-            Endpoint::Vsock { cid, port } => Ok(Box::new(vsock::connect(*cid, *port, timeout)?)),
-            Endpoint::HybridVsock { path, port } => {
-                Ok(Box::new(hybrid::connect(path, *port, timeout)?))
+            Endpoint::Unix(path) => {
+                stream(Box::new(UnixTransport::connect(path.clone(), timeout)?))
             }
+            Endpoint::Vsock { cid, port } => {
+                stream(Box::new(vsock::connect(*cid, *port, timeout)?))
+            }
+            Endpoint::HybridVsock { path, port } => {
+                stream(Box::new(hybrid::connect(path, *port, timeout)?))
+            }
+            Endpoint::Libvirt { domain, uri } => Ok(Connection::Requests(Box::new(
+                VirshTransport::new(domain.clone(), uri.clone(), timeout),
+            ))),
         }
     }
 }
@@ -68,6 +117,11 @@ impl std::fmt::Display for Endpoint {
             Endpoint::HybridVsock { path, port } => {
                 write!(f, "hybrid-vsock:{}:{port}", path.display())
             }
+            Endpoint::Libvirt { domain, uri: None } => write!(f, "libvirt:{domain}"),
+            Endpoint::Libvirt {
+                domain,
+                uri: Some(uri),
+            } => write!(f, "libvirt:{domain}@{uri}"),
         }
     }
 }

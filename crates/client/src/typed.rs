@@ -16,6 +16,9 @@ use serde_json::Value;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// Room for a write request's arguments other than its data (the handle, the count).
+const WRITE_ARGUMENTS_ROOM: usize = 64;
+
 /// Bytes read by `guest-file-read`, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadChunk {
@@ -215,6 +218,7 @@ impl Client {
         chunk: u64,
         out: &mut dyn Write,
     ) -> Result<u64, ClientError> {
+        let chunk = chunk.min(u64::try_from(self.reply_data_limit()).unwrap_or(u64::MAX));
         let handle = self.file_open(path, Some("r"))?;
         let copied = self.copy_handle(handle, chunk, out);
         let closed = self.file_close(handle);
@@ -246,6 +250,7 @@ impl Client {
 
     /// Writes `data` to the guest file `path` (created or truncated) in writes of `chunk` bytes.
     pub fn write_file(&mut self, path: &str, data: &[u8], chunk: usize) -> Result<(), ClientError> {
+        let chunk = chunk.min(self.request_data_limit(WRITE_ARGUMENTS_ROOM));
         let handle = self.file_open(path, Some("w"))?;
         let written = data
             .chunks(chunk.max(1))
@@ -334,14 +339,28 @@ impl Client {
     }
 
     /// `guest-porthole-exec-output`: the output since the previous call; the chunk with
-    /// `exited` set is the last.
+    /// `exited` set is the last. Through a transport with small replies (libvirt) `None` asks
+    /// for what fits one reply rather than the agent's default.
     pub fn px_exec_output(
         &mut self,
         handle: i64,
         max_bytes: Option<i64>,
     ) -> Result<cmd::PxExecOutput, ClientError> {
+        let command = cmd::GUEST_PORTHOLE_EXEC_OUTPUT.name;
+        let fits = i64::try_from(self.reply_data_limit()).unwrap_or(i64::MAX);
+        if max_bytes.is_none() && self.limits_replies() {
+            let args = cmd::PxExecOutputArgs {
+                handle,
+                max_bytes: Some(fits),
+            };
+            match self.call_typed(command, Some(&args)) {
+                // The run's own output cap is below ours, so the agent's default fits.
+                Err(ClientError::Agent { desc, .. }) if desc.contains("max-bytes") => {}
+                other => return other,
+            }
+        }
         let args = cmd::PxExecOutputArgs { handle, max_bytes };
-        self.call_typed(cmd::GUEST_PORTHOLE_EXEC_OUTPUT.name, Some(&args))
+        self.call_typed(command, Some(&args))
     }
 
     /// `guest-porthole-exec-kill` (SIGTERM when `signal` is `None`), to the process group.

@@ -8,14 +8,17 @@
 //! - [`vsockd`]: rust-vmm's `vhost-device-vsock`, the host side of the guest's virtio-vsock
 //!   device, exposing Firecracker's hybrid vsock unix socket.
 //! - [`vm`]: QEMU itself: [`Vm::start`], [`Vm::wait_for_agent`], [`Vm::stop`].
+//! - [`libvirt`]: a private libvirt daemon and transient domains booting the same image.
 //!
-//! Everything runs as the invoking user except QEMU's `-accel kvm`, which needs `/dev/kvm`.
+//! Everything runs as the invoking user except QEMU's `-accel kvm`, which needs `/dev/kvm`, and
+//! the private libvirtd, which runs as `nobody` when the invoking user is root.
 //! A missing tool is an error that names the Debian package (or the cargo command) to install.
 
 pub mod accel;
 pub mod disk;
 mod error;
 pub mod image;
+pub mod libvirt;
 mod tool;
 pub mod vm;
 pub mod vsockd;

@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The guest kernel's command line: the console on the first serial port, and a panic ends the
+/// VM (with `-no-reboot`) rather than hanging it.
+pub const KERNEL_CMDLINE: &str = "console=ttyS0 quiet panic=-1";
 /// Bytes of the console log shown in errors.
 const CONSOLE_TAIL: usize = 4000;
 /// How long QEMU may take to exit after SIGTERM before it is killed.
@@ -255,7 +258,7 @@ fn qemu_command(dir: &Path, image: &Image, accel: Accel, config: &VmConfig) -> C
         .arg(&image.kernel)
         .arg("-initrd")
         .arg(&image.initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1"])
+        .args(["-append", KERNEL_CMDLINE])
         .args(["-serial", &format!("file:{}", path("console.log"))]);
     qemu.args(["-device", "virtio-serial-pci,id=vser0"]);
     for (id, name, socket) in [

@@ -77,6 +77,21 @@ impl Session {
         self.report_copy(&copied)
     }
 
+    /// `chunk`, or less when a reply cannot carry that much (through libvirt, 4 MiB).
+    fn read_chunk(&self, chunk: u64) -> u64 {
+        chunk.min(u64::try_from(self.client.reply_data_limit()).unwrap_or(u64::MAX))
+    }
+
+    /// `chunk`, or less when a request cannot carry that much beside the guest path (through
+    /// libvirt a request is one virsh argument, at most 128 KiB); JSON may escape each path
+    /// byte to six.
+    fn write_chunk(&self, chunk: u64, guest_path: &str) -> u64 {
+        let room = self
+            .client
+            .request_data_limit(guest_path.len().saturating_mul(6));
+        chunk.min(u64::try_from(room).unwrap_or(u64::MAX)).max(1)
+    }
+
     fn report_copy(&self, c: &Copied) -> Result<()> {
         if self.json {
             return print_json(&json!({
@@ -100,9 +115,9 @@ impl Session {
         let mut offset = start;
         let mut progress = Progress::new(start);
         loop {
-            let chunk = self
-                .client
-                .px_file_read(guest, offset, Some(PORTHOLE_CHUNK))?;
+            let chunk =
+                self.client
+                    .px_file_read(guest, offset, Some(self.read_chunk(PORTHOLE_CHUNK)))?;
             let data = BASE64
                 .decode(&chunk.data_b64)
                 .context("guest-porthole-file-read: data-b64 is not base64")?;
@@ -168,7 +183,7 @@ impl Session {
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            let want = PORTHOLE_CHUNK.min(size - offset);
+            let want = self.write_chunk(PORTHOLE_CHUNK, guest).min(size - offset);
             (&mut file)
                 .take(want)
                 .read_to_end(&mut buf)
@@ -261,7 +276,7 @@ impl Session {
     /// Copies `file` to an open guest handle; returns the byte count and the sha256 sent.
     fn write_handle(&mut self, handle: i64, file: &mut File, size: u64) -> Result<(u64, String)> {
         let mut hasher = Sha256::new();
-        let mut buf = vec![0; QGA_CHUNK as usize];
+        let mut buf = vec![0; self.write_chunk(QGA_CHUNK, "") as usize];
         let mut total = 0u64;
         let mut progress = Progress::new(0);
         loop {

@@ -42,7 +42,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     };
     let endpoint = args
         .endpoint()
-        .context("give --socket, --vsock or --hybrid-vsock")?;
+        .context("give --socket, --vsock, --hybrid-vsock or --domain")?;
     let mut session = Session {
         client: Client::connect(&endpoint, options)?,
         json: args.json,
