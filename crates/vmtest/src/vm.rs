@@ -1,7 +1,8 @@
 //! One QEMU VM running the test image.
 //!
 //! Devices: two virtio-serial ports (`org.qemu.guest_agent.0` for libvirt-style clients,
-//! `org.porthole.agent.0`) on host unix sockets, a vhost-user virtio-vsock device backed by
+//! `org.porthole.agent.0`) on host unix sockets, a third (`org.qemu.guest_agent.ref`) where
+//! Debian's qemu-ga answers for the in-VM benchmark, a vhost-user virtio-vsock device backed by
 //! vhost-device-vsock (the guest RAM is then a shared memfd, which vhost-user needs), the ext4
 //! data disk on virtio-blk, and a virtio-net NIC on user networking with `restrict=on`, so the
 //! guest gets 10.0.2.15 but no packet leaves the host. Boot is `-kernel/-initrd` straight into
@@ -18,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The virtio-serial port where Debian's qemu-ga runs in the guest (`vm/rootfs/sbin/qemu-ga-service`).
+pub const QGA_REF_PORT: &str = "org.qemu.guest_agent.ref";
 /// Bytes of the console log shown in errors.
 const CONSOLE_TAIL: usize = 4000;
 /// How long QEMU may take to exit after SIGTERM before it is killed.
@@ -120,6 +123,11 @@ impl Vm {
     /// The host socket of the `org.porthole.agent.0` port.
     pub fn porthole_socket(&self) -> PathBuf {
         self.dir.path().join("porthole.sock")
+    }
+
+    /// The host socket of the `org.qemu.guest_agent.ref` port, where Debian's qemu-ga answers.
+    pub fn qga_ref_socket(&self) -> PathBuf {
+        self.dir.path().join("qga-ref.sock")
     }
 
     /// The hybrid vsock socket (`CONNECT <port>`), when the VM has vsock.
@@ -261,6 +269,7 @@ fn qemu_command(dir: &Path, image: &Image, accel: Accel, config: &VmConfig) -> C
     for (id, name, socket) in [
         ("qga", "org.qemu.guest_agent.0", "qga.sock"),
         ("porthole", "org.porthole.agent.0", "porthole.sock"),
+        ("qgaref", QGA_REF_PORT, "qga-ref.sock"),
     ] {
         let chardev = format!("socket,id={id},path={},server=on,wait=off", path(socket));
         let port = format!("virtserialport,bus=vser0.0,chardev={id},name={name}");
