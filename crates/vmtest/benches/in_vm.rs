@@ -88,9 +88,15 @@ fn run() -> Res<()> {
         vsock: connect_vsock(&vm)?,
     };
     let info = ch.qga.info().map_err(err)?;
-    eprintln!("in_vm: qemu-ga {} answers on the reference port", info.version);
+    eprintln!(
+        "in_vm: qemu-ga {} answers on the reference port",
+        info.version
+    );
 
     let data = pattern(mib << 20);
+    if std::env::var_os("PORTHOLE_VM_BENCH_PROFILE").is_some() {
+        return profile(&mut ch.porthole, &mut ch.vsock, &data);
+    }
     eprintln!("in_vm: ping x{PINGS}, exec x{EXECS} (interleaved)...");
     let ping = interleaved(&mut ch, PINGS, |c| {
         let t = Instant::now();
@@ -103,7 +109,13 @@ fn run() -> Res<()> {
     // Uploads are checked with the guest's sha256sum through another porthole channel (a
     // virtio-serial port takes one host connection at a time).
     let file = Files {
-        qga: transfer(&mut ch.qga, &mut ch.vsock, &data, &sha, Method::Qga(QGA_CHUNK))?,
+        qga: transfer(
+            &mut ch.qga,
+            &mut ch.vsock,
+            &data,
+            &sha,
+            Method::Qga(QGA_CHUNK),
+        )?,
         porthole: transfer(&mut ch.porthole, &mut ch.vsock, &data, &sha, Method::Px)?,
         porthole_qga: transfer(
             &mut ch.porthole,
@@ -261,7 +273,9 @@ fn transfer(
     let up = mbs(data.len(), t.elapsed());
     let guest_sum = sh(verifier, &format!("sha256sum {path}"))?;
     if guest_sum.split_whitespace().next() != Some(sha) {
-        return Err(format!("uploaded file: guest says {guest_sum:?}, sent {sha}"));
+        return Err(format!(
+            "uploaded file: guest says {guest_sum:?}, sent {sha}"
+        ));
     }
     let t = Instant::now();
     let back = match how {
@@ -274,10 +288,58 @@ fn transfer(
     };
     let down = mbs(data.len(), t.elapsed());
     if back != data {
-        return Err(format!("downloaded {} bytes that differ from the upload", back.len()));
+        return Err(format!(
+            "downloaded {} bytes that differ from the upload",
+            back.len()
+        ));
     }
     sh(verifier, &format!("rm -f {path}"))?;
     Ok(Throughput { up, down })
+}
+
+/// `PORTHOLE_VM_BENCH_PROFILE=1`: where porthole's file time goes, one step at a time, on
+/// virtio-serial (qemu-ga is not measured).
+fn profile(c: &mut Client, verifier: &mut Client, data: &[u8]) -> Res<()> {
+    let path = "/tmp/in-vm-profile.bin";
+    let sha_ni = sh(verifier, "grep -c sha_ni /proc/cpuinfo || true")?;
+    println!("guest CPUs with SHA-NI: {}", sha_ni.trim());
+    let sha = hex(&Sha256::digest(data));
+    let timed = |what: &str, f: &mut dyn FnMut() -> Res<()>| -> Res<()> {
+        let t = Instant::now();
+        f()?;
+        println!("{what:<52} {:>8.2} MB/s", mbs(data.len(), t.elapsed()));
+        Ok(())
+    };
+    for chunk in [1usize << 20, 8 << 20] {
+        let mib = chunk >> 20;
+        timed(&format!("guest-file-write, {mib} MiB chunks"), &mut || {
+            c.write_file(path, data, chunk).map_err(err)
+        })?;
+        timed(&format!("guest-file-read, {mib} MiB chunks"), &mut || {
+            let mut back = Vec::new();
+            c.read_file_to(path, chunk as u64, &mut back).map_err(err)?;
+            (back == data)
+                .then_some(())
+                .ok_or("read back differs".into())
+        })?;
+    }
+    timed("guest-porthole-file-sha256 (agent's SHA-256)", &mut || {
+        let got = c.px_file_sha256(path).map_err(err)?;
+        (got.sha256 == sha).then_some(()).ok_or("wrong hash".into())
+    })?;
+    timed("busybox sha256sum in the guest (via exec)", &mut || {
+        sh(verifier, &format!("sha256sum {path}")).map(drop)
+    })?;
+    timed("guest-porthole-file-write, 8 MiB chunks", &mut || {
+        px_upload(c, path, data, &sha)
+    })?;
+    timed("guest-porthole-file-read, 8 MiB chunks", &mut || {
+        let back = px_download(c, path, data.len())?;
+        (back == data)
+            .then_some(())
+            .ok_or("read back differs".into())
+    })?;
+    sh(verifier, &format!("rm -f {path}")).map(drop)
 }
 
 /// `porthole agent cp FILE guest:PATH`'s transfer: chunks at offsets, the last one carrying the
@@ -328,7 +390,11 @@ fn sh(c: &mut Client, script: &str) -> Res<String> {
         capture_output: Some(porthole_client::commands::CaptureOutput::Flag(true)),
     };
     let out = c
-        .exec_wait(&args, Duration::from_millis(20), Some(Duration::from_secs(120)))
+        .exec_wait(
+            &args,
+            Duration::from_millis(20),
+            Some(Duration::from_secs(120)),
+        )
         .map_err(err)?;
     if out.exitcode != Some(0) {
         return Err(format!("`{script}` exited {:?}", out.exitcode));
@@ -364,11 +430,25 @@ fn print_table(ping: &[Stats; 3], exec: &[Stats; 3], file: &Files, mib: usize) {
     // Times: porthole ÷ qemu-ga, lower is better. Rates: porthole ÷ qemu-ga, higher is better.
     let time_row = |name: &str, q: Duration, p: Duration| {
         let ratio = p.as_secs_f64() / q.as_secs_f64().max(1e-12);
-        (name.to_string(), ms(q), ms(p), ratio, "≤ 1".to_string(), ratio <= 1.0)
+        (
+            name.to_string(),
+            ms(q),
+            ms(p),
+            ratio,
+            "≤ 1".to_string(),
+            ratio <= 1.0,
+        )
     };
     let rate_row = |name: String, q: f64, p: f64, goal: f64| {
         let ratio = p / q.max(1e-12);
-        (name, rate(q), rate(p), ratio, format!("≥ {goal}"), ratio >= goal)
+        (
+            name,
+            rate(q),
+            rate(p),
+            ratio,
+            format!("≥ {goal}"),
+            ratio >= goal,
+        )
     };
     let [qp, pp, vp] = ping;
     let [qe, pe, ve] = exec;
@@ -379,14 +459,48 @@ fn print_table(ping: &[Stats; 3], exec: &[Stats; 3], file: &Files, mib: usize) {
         time_row("ping p99, porthole on vsock", qp.p99, vp.p99),
         time_row("exec /bin/true median, virtio-serial", qe.median, pe.median),
         time_row("exec /bin/true p99, virtio-serial", qe.p99, pe.p99),
-        time_row("exec /bin/true median, porthole on vsock", qe.median, ve.median),
+        time_row(
+            "exec /bin/true median, porthole on vsock",
+            qe.median,
+            ve.median,
+        ),
         time_row("exec /bin/true p99, porthole on vsock", qe.p99, ve.p99),
-        rate_row(format!("{mib} MiB host→guest, virtio-serial, cp path"), file.qga.up, file.porthole.up, 2.0),
-        rate_row(format!("{mib} MiB guest→host, virtio-serial, cp path"), file.qga.down, file.porthole.down, 2.0),
-        rate_row(format!("{mib} MiB host→guest, virtio-serial, both 1 MiB guest-file-*"), file.qga.up, file.porthole_qga.up, 1.0),
-        rate_row(format!("{mib} MiB guest→host, virtio-serial, both 1 MiB guest-file-*"), file.qga.down, file.porthole_qga.down, 1.0),
-        rate_row(format!("{mib} MiB host→guest, porthole on vsock, cp path"), file.qga.up, file.vsock.up, 2.0),
-        rate_row(format!("{mib} MiB guest→host, porthole on vsock, cp path"), file.qga.down, file.vsock.down, 2.0),
+        rate_row(
+            format!("{mib} MiB host→guest, virtio-serial, cp path"),
+            file.qga.up,
+            file.porthole.up,
+            2.0,
+        ),
+        rate_row(
+            format!("{mib} MiB guest→host, virtio-serial, cp path"),
+            file.qga.down,
+            file.porthole.down,
+            2.0,
+        ),
+        rate_row(
+            format!("{mib} MiB host→guest, virtio-serial, both 1 MiB guest-file-*"),
+            file.qga.up,
+            file.porthole_qga.up,
+            1.0,
+        ),
+        rate_row(
+            format!("{mib} MiB guest→host, virtio-serial, both 1 MiB guest-file-*"),
+            file.qga.down,
+            file.porthole_qga.down,
+            1.0,
+        ),
+        rate_row(
+            format!("{mib} MiB host→guest, porthole on vsock, cp path"),
+            file.qga.up,
+            file.vsock.up,
+            2.0,
+        ),
+        rate_row(
+            format!("{mib} MiB guest→host, porthole on vsock, cp path"),
+            file.qga.down,
+            file.vsock.down,
+            2.0,
+        ),
     ];
     println!();
     println!("qemu-ga: guest-file-* in {} MiB chunks over virtio-serial; porthole \"cp path\": guest-porthole-file-* in {} MiB chunks", QGA_CHUNK >> 20, PX_CHUNK >> 20);
