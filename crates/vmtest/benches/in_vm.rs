@@ -22,6 +22,10 @@
 //!   the bytes of a download.
 //! - the same for porthole-agent over hybrid vsock (qemu-ga has no vsock).
 //!
+//! `PORTHOLE_VM_BENCH_PROFILE=1` prints instead where porthole's file time goes: the plain and
+//! the porthole file commands at 1 and 8 MiB, the agent's SHA-256 alone, and the plain
+//! commands over vsock.
+//!
 //! Prints one table; `p/q` is porthole ÷ qemu-ga. Exits non-zero if the VM cannot boot, an
 //! agent does not answer or a transfer comes back wrong; the goals are reported, not enforced.
 
@@ -298,7 +302,7 @@ fn transfer(
 }
 
 /// `PORTHOLE_VM_BENCH_PROFILE=1`: where porthole's file time goes, one step at a time, on
-/// virtio-serial (qemu-ga is not measured).
+/// virtio-serial, then the plain commands over hybrid vsock (qemu-ga is not measured).
 fn profile(c: &mut Client, verifier: &mut Client, data: &[u8]) -> Res<()> {
     let path = "/tmp/in-vm-profile.bin";
     let sha_ni = sh(verifier, "grep -c sha_ni /proc/cpuinfo || true")?;
@@ -339,6 +343,23 @@ fn profile(c: &mut Client, verifier: &mut Client, data: &[u8]) -> Res<()> {
             .then_some(())
             .ok_or("read back differs".into())
     })?;
+    // The same plain commands over hybrid vsock, to tell the channel from the agent.
+    timed(
+        "guest-file-write over hybrid vsock, 1 MiB chunks",
+        &mut || verifier.write_file(path, data, 1 << 20).map_err(err),
+    )?;
+    timed(
+        "guest-file-read over hybrid vsock, 1 MiB chunks",
+        &mut || {
+            let mut back = Vec::new();
+            verifier
+                .read_file_to(path, 1 << 20, &mut back)
+                .map_err(err)?;
+            (back == data)
+                .then_some(())
+                .ok_or("read back differs".into())
+        },
+    )?;
     sh(verifier, &format!("rm -f {path}")).map(drop)
 }
 

@@ -321,6 +321,9 @@ mod tests {
         assert!(with
             .iter()
             .any(|a| a.ends_with("path=/run/vm/porthole.sock,server=on,wait=off")));
+        assert!(with.contains(&format!(
+            "virtserialport,bus=vser0.0,chardev=qgaref,name={QGA_REF_PORT}"
+        )));
         let without = args(&VmConfig {
             vsock: false,
             ..VmConfig::default()
