@@ -22,8 +22,8 @@
 //!   the bytes of a download.
 //! - the same for porthole-agent over hybrid vsock (qemu-ga has no vsock).
 //!
-//! `PORTHOLE_VM_BENCH_PROFILE=1` prints instead where porthole's file time goes: the plain and
-//! the porthole file commands at 1 and 8 MiB, the agent's SHA-256 alone, and the plain
+//! `PORTHOLE_VM_BENCH_PROFILE=1` prints instead where porthole's file time goes: the plain file
+//! commands at 1 and 8 MiB, the porthole ones at 8 MiB, the agent's SHA-256 alone, and the plain
 //! commands over vsock.
 //!
 //! Prints one table; `p/q` is porthole ÷ qemu-ga. Exits non-zero if the VM cannot boot, an
