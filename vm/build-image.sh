@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Builds the porthole test VM: Debian's kernel and an initramfs holding busybox, porthole-agent
-# and an init that serves the agent on virtio-serial and vsock.
+# and an init that serves the agent on virtio-serial and vsock, plus Debian's qemu-ga on its own
+# port (org.qemu.guest_agent.ref) as the reference the in-VM benchmark measures against.
 #
 #   vm/build-image.sh AGENT_BINARY [CACHE_DIR]
 #
 # Prints the directory holding `vmlinuz`, `initrd.img` and `manifest.txt`. The only network
 # access is `apt-get download` of the kernel package from Debian's archive. The result is cached
 # under CACHE_DIR (default: <repo>/target/vm-image) in a directory named by the hash of every
-# input (this script, vm/rootfs, the kernel .deb, busybox, the agent and the libraries it
-# loads), so an unchanged input set is never rebuilt and a changed one never reuses a stale
+# input (this script, vm/rootfs, the kernel .deb, busybox, the agent, qemu-ga and the libraries
+# they load), so an unchanged input set is never rebuilt and a changed one never reuses a stale
 # image. The initramfs is reproducible: sorted entries, owner 0:0, fixed mtimes.
 #
 # Environment: PORTHOLE_VM_KERNEL (default linux-image-cloud-amd64, a metapackage or a real
-# linux-image-* package name).
+# linux-image-* package name); PORTHOLE_VM_QEMU_GA (default /usr/sbin/qemu-ga, from the
+# installed qemu-guest-agent package).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,6 +22,7 @@ repo=$(dirname "$here")
 agent=${1:?usage: vm/build-image.sh AGENT_BINARY [CACHE_DIR]}
 cache=${2:-$repo/target/vm-image}
 kernel_pkg=${PORTHOLE_VM_KERNEL:-linux-image-cloud-amd64}
+qemu_ga=${PORTHOLE_VM_QEMU_GA:-/usr/sbin/qemu-ga}
 # What the init loads (the dependencies come from modules.dep); built-in ones are skipped.
 modules=(virtio_pci virtio_console vmw_vsock_virtio_transport virtio_blk ext4 virtio_net)
 epoch=0
@@ -36,6 +39,7 @@ need sha256sum coreutils
 [ -x /bin/busybox ] || die "/bin/busybox is missing: install the Debian package busybox-static"
 ldd /bin/busybox >/dev/null 2>&1 && die "/bin/busybox is dynamically linked: install busybox-static"
 [ -f "$agent" ] || die "agent binary $agent does not exist"
+[ -x "$qemu_ga" ] || die "$qemu_ga is missing: install the Debian package qemu-guest-agent"
 agent=$(realpath "$agent")
 mkdir -p "$cache/debs"
 cache=$(realpath "$cache")
@@ -73,7 +77,7 @@ shared_libraries() {
 }
 
 deb=$(fetch_kernel)
-libs=$(shared_libraries "$agent")
+libs=$({ shared_libraries "$agent"; shared_libraries "$qemu_ga"; } | sort -u)
 # Contents only (no paths), so the key is the same wherever the repo and the cache live.
 hash() { sha256sum <"$1" | cut -d' ' -f1; }
 key=$(
@@ -82,6 +86,7 @@ key=$(
     hash "$deb"
     hash /bin/busybox
     hash "$agent"
+    hash "$qemu_ga"
     for lib in $libs; do echo "$lib $(hash "$lib")"; done
     (cd "$here/rootfs" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     (cd "$here/rootfs" && find . -print0 | LC_ALL=C sort -z | xargs -0 stat -c '%n %a %F')
@@ -147,8 +152,9 @@ for applet in $(/bin/busybox --list-full); do
 done
 ln -sf /sbin/init "$root/init"
 
-# --- the agent and the libraries it loads (none when it is statically linked) ---
+# --- the agents and the libraries they load ---
 install -D -m 0755 "$agent" "$root/usr/sbin/porthole-agent"
+install -D -m 0755 "$qemu_ga" "$root/usr/sbin/qemu-ga"
 for lib in $libs; do
   install -D -m 0755 "$(realpath "$lib")" "$root$lib"
 done
@@ -167,7 +173,8 @@ find "$root" -exec touch -h -d "@$epoch" {} +
   echo "key $key"
   echo "kernel-package $(basename "$deb")"
   echo "kernel-release $kver"
-  echo "agent $(sha256sum "$agent" | cut -d' ' -f1) $(if [ -n "$libs" ]; then echo dynamic; else echo static; fi)"
+  echo "agent $(sha256sum "$agent" | cut -d' ' -f1) $(if [ -n "$(shared_libraries "$agent")" ]; then echo dynamic; else echo static; fi)"
+  echo "qemu-ga $(sha256sum "$qemu_ga" | cut -d' ' -f1) $(dpkg-query -W -f='${Version}' qemu-guest-agent 2>/dev/null || echo unknown)"
   echo "libraries $(echo $libs)"
   echo "modules ${order[*]}"
 } >"$work/manifest.txt"

@@ -101,19 +101,11 @@ pub fn parse_json(message: &[u8]) -> Result<Value, String> {
 /// The deepest bracket nesting outside strings.
 fn nesting_depth(message: &[u8]) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escape) = (false, false);
-    for &byte in message {
-        if in_string {
-            match byte {
-                _ if escape => escape = false,
-                b'\\' => escape = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&byte) = message.get(i) {
+        i += 1;
         match byte {
-            b'"' => in_string = true,
+            b'"' => i = string_end(message, i),
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -123,6 +115,21 @@ fn nesting_depth(message: &[u8]) -> usize {
         }
     }
     deepest
+}
+
+/// The index just past the closing quote of the string whose contents start at `from` (the
+/// message's length when it is unterminated). Skips runs of plain bytes with memchr: a file
+/// write's megabytes of base64 are one string.
+fn string_end(message: &[u8], mut from: usize) -> usize {
+    loop {
+        let rest = message.get(from..).unwrap_or_default();
+        match memchr::memchr2(b'"', b'\\', rest) {
+            None => return message.len(),
+            // A backslash: skip it and the byte it escapes.
+            Some(at) if rest.get(at) == Some(&b'\\') => from += at + 2,
+            Some(at) => return from + at + 1,
+        }
+    }
 }
 
 /// A parse error in qemu's words where its grammar explains it, else in serde's.
@@ -398,6 +405,27 @@ fn write_reply(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nesting_depth_skips_strings_and_escapes() {
+        let cases: [(&[u8], usize); 7] = [
+            (br#"{"a":[1,{"b":2}]}"#, 3),
+            (br#"{"a":"[[[{{{"}"#, 1),
+            (br#"{"a":"\"[[[","b":[[]]}"#, 3),
+            (br#"{"a":"x\\"}"#, 1),
+            (br#"{"a":"x\\",[[1]]}"#, 3),
+            (br#"[[["unterminated [[[["#, 3),
+            (br#"["ends in a backslash \"#, 1),
+        ];
+        for (input, depth) in cases {
+            assert_eq!(
+                nesting_depth(input),
+                depth,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
 
     fn single(input: &str) -> Result<Request, Rejection> {
         match decode(input.as_bytes(), Dialect::Qga) {

@@ -1,7 +1,8 @@
 //! One QEMU VM running the test image.
 //!
 //! Devices: two virtio-serial ports (`org.qemu.guest_agent.0` for libvirt-style clients,
-//! `org.porthole.agent.0`) on host unix sockets, a vhost-user virtio-vsock device backed by
+//! `org.porthole.agent.0`) on host unix sockets, a third (`org.qemu.guest_agent.ref`) where
+//! Debian's qemu-ga answers for the in-VM benchmark, a vhost-user virtio-vsock device backed by
 //! vhost-device-vsock (the guest RAM is then a shared memfd, which vhost-user needs), the ext4
 //! data disk on virtio-blk, and a virtio-net NIC on user networking with `restrict=on`, so the
 //! guest gets 10.0.2.15 but no packet leaves the host. Boot is `-kernel/-initrd` straight into
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 /// The guest kernel's command line: the console on the first serial port, and a panic ends the
 /// VM (with `-no-reboot`) rather than hanging it.
 pub const KERNEL_CMDLINE: &str = "console=ttyS0 quiet panic=-1";
+/// The virtio-serial port where Debian's qemu-ga runs in the guest (`vm/rootfs/sbin/qemu-ga-service`).
+pub const QGA_REF_PORT: &str = "org.qemu.guest_agent.ref";
 /// Bytes of the console log shown in errors.
 const CONSOLE_TAIL: usize = 4000;
 /// How long QEMU may take to exit after SIGTERM before it is killed.
@@ -123,6 +126,11 @@ impl Vm {
     /// The host socket of the `org.porthole.agent.0` port.
     pub fn porthole_socket(&self) -> PathBuf {
         self.dir.path().join("porthole.sock")
+    }
+
+    /// The host socket of the `org.qemu.guest_agent.ref` port, where Debian's qemu-ga answers.
+    pub fn qga_ref_socket(&self) -> PathBuf {
+        self.dir.path().join("qga-ref.sock")
     }
 
     /// The hybrid vsock socket (`CONNECT <port>`), when the VM has vsock.
@@ -264,6 +272,7 @@ fn qemu_command(dir: &Path, image: &Image, accel: Accel, config: &VmConfig) -> C
     for (id, name, socket) in [
         ("qga", "org.qemu.guest_agent.0", "qga.sock"),
         ("porthole", "org.porthole.agent.0", "porthole.sock"),
+        ("qgaref", QGA_REF_PORT, "qga-ref.sock"),
     ] {
         let chardev = format!("socket,id={id},path={},server=on,wait=off", path(socket));
         let port = format!("virtserialport,bus=vser0.0,chardev={id},name={name}");
@@ -315,6 +324,9 @@ mod tests {
         assert!(with
             .iter()
             .any(|a| a.ends_with("path=/run/vm/porthole.sock,server=on,wait=off")));
+        assert!(with.contains(&format!(
+            "virtserialport,bus=vser0.0,chardev=qgaref,name={QGA_REF_PORT}"
+        )));
         let without = args(&VmConfig {
             vsock: false,
             ..VmConfig::default()
