@@ -36,7 +36,12 @@ pub enum ClientError {
         hint: &'static str,
     },
 
-    #[error("could not connect to {endpoint} within {}", secs(*timeout))]
+    /// Only vsock connects wait (a unix connect lands in the backlog at once).
+    #[error(
+        "could not connect to {endpoint} within {}: no guest with that CID answered (is the VM \
+         running with a vhost-vsock-pci device of that guest-cid?)",
+        secs(*timeout)
+    )]
     ConnectTimeout { endpoint: String, timeout: Duration },
 
     #[error(
