@@ -64,6 +64,13 @@ pub enum ClientError {
     #[error("the agent did not answer {command} within {}", secs(*timeout))]
     Timeout { command: String, timeout: Duration },
 
+    #[error(
+        "the agent began its reply to {command} but did not finish it within {}: the agent \
+         stopped mid-write or the reply needs a longer timeout",
+        secs(*timeout)
+    )]
+    UnfinishedReply { command: String, timeout: Duration },
+
     #[error("guest process {pid} did not exit within {}", secs(*timeout))]
     ExecTimeout { pid: i64, timeout: Duration },
 
@@ -110,6 +117,7 @@ impl ClientError {
                 | ClientError::ConnectTimeout { .. }
                 | ClientError::GuestNotListening { .. }
                 | ClientError::Timeout { .. }
+                | ClientError::UnfinishedReply { .. }
                 | ClientError::ExecTimeout { .. }
         )
     }
