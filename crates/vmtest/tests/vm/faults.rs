@@ -70,6 +70,9 @@ pub fn port_without_agent(suite: &mut Suite) -> Outcome {
     )
 }
 
+/// What the guest prints on its console once its agent is stopped.
+const STOPPED: &str = "vm-e2e: porthole-agent stopped";
+
 /// The agent stopped (SIGSTOP) in the guest for a while: a connected client's call and a new
 /// client's handshake both time out clearly; once it continues, both work again.
 pub fn guest_never_answers(suite: &mut Suite) -> Outcome {
@@ -79,15 +82,24 @@ pub fn guest_never_answers(suite: &mut Suite) -> Outcome {
         path: "/bin/sh".into(),
         arg: Some(vec![
             "-c".into(),
-            "p=$(cat /run/porthole-agent.pid); sleep 0.5; kill -STOP $p; sleep 10; kill -CONT $p"
-                .into(),
+            format!(
+                "p=$(cat /run/porthole-agent.pid); sleep 0.5; kill -STOP $p; \
+                 echo {STOPPED} > /dev/console; sleep 12; kill -CONT $p"
+            ),
         ]),
         env: None,
         input_data: None,
         capture_output: None,
     };
     suite.client()?.exec(&stop).map_err(err)?;
-    std::thread::sleep(Duration::from_secs(2));
+    // The guest says on its serial console (a file on the host) when the agent is stopped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !suite.vm.console().contains(STOPPED) {
+        if Instant::now() > deadline {
+            return Err("the guest did not stop its agent within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     qga.set_call_timeout(timeout);
     let stalled = fails_clearly(
         "call to a stopped agent",
