@@ -209,3 +209,61 @@ fn missing_socket_is_explained() {
          channel for the agent?\n"
     );
 }
+
+/// Runs `porthole agent --socket SOCKET --timeout 1 ARGS` and returns its output and how long
+/// it took.
+fn porthole_at(socket: &std::path::Path, args: &[&str]) -> (Output, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_porthole"))
+        .arg("agent")
+        .arg("--socket")
+        .arg(socket)
+        .args(["--timeout", "1"])
+        .args(args)
+        .output()
+        .expect("run porthole");
+    (out, start.elapsed())
+}
+
+/// Wrong sockets: one nobody listens on, one whose peer never speaks (a channel with no agent
+/// behind it). Each ends within the timeout (1 s) plus a margin, with an error naming what to
+/// check.
+#[test]
+fn wrong_sockets_fail_fast_and_say_what_to_check() {
+    use std::os::unix::net::UnixListener;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).expect("bind"));
+    let (out, took) = porthole_at(&stale, &["ping"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!("porthole: nothing is listening on {}\n", stale.display())
+    );
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+
+    // A listener that accepts and reads but never answers: a port with no agent behind it.
+    let mute = dir.path().join("mute.sock");
+    let listener = UnixListener::bind(&mute).expect("bind");
+    let peer = std::thread::spawn(move || {
+        use std::io::Read;
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut sink = [0u8; 4096];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        }
+    });
+    let (out, took) = porthole_at(&mute, &["ping"]);
+    peer.join().expect("peer");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "porthole: the agent did not answer guest-sync-delimited within 1s: is the agent running \
+         inside the guest? (virtio-serial gives no connection signal, so a missing agent looks \
+         like silence)\n"
+    );
+    assert!(
+        took >= std::time::Duration::from_secs(1) && took < std::time::Duration::from_secs(4),
+        "{took:?}"
+    );
+}

@@ -36,7 +36,12 @@ pub enum ClientError {
         hint: &'static str,
     },
 
-    #[error("could not connect to {endpoint} within {}", secs(*timeout))]
+    /// Only vsock connects wait (a unix connect lands in the backlog at once).
+    #[error(
+        "could not connect to {endpoint} within {}: no guest with that CID answered (is the VM \
+         running with a vhost-vsock-pci device of that guest-cid?)",
+        secs(*timeout)
+    )]
     ConnectTimeout { endpoint: String, timeout: Duration },
 
     #[error(
@@ -58,6 +63,13 @@ pub enum ClientError {
 
     #[error("the agent did not answer {command} within {}", secs(*timeout))]
     Timeout { command: String, timeout: Duration },
+
+    #[error(
+        "the agent began its reply to {command} but did not finish it within {}: the agent \
+         stopped mid-write or the reply needs a longer timeout",
+        secs(*timeout)
+    )]
+    UnfinishedReply { command: String, timeout: Duration },
 
     #[error("guest process {pid} did not exit within {}", secs(*timeout))]
     ExecTimeout { pid: i64, timeout: Duration },
@@ -118,6 +130,7 @@ impl ClientError {
                 | ClientError::ConnectTimeout { .. }
                 | ClientError::GuestNotListening { .. }
                 | ClientError::Timeout { .. }
+                | ClientError::UnfinishedReply { .. }
                 | ClientError::ExecTimeout { .. }
                 | ClientError::Libvirt(crate::transport::LibvirtError::AgentTimeout { .. })
         )

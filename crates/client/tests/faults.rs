@@ -25,7 +25,15 @@ enum Behaviour {
     Trickle,
     /// Answers the handshake, then closes the connection on the next request.
     Close,
+    /// Answers the handshake, then writes half a reply line and stalls (the connection stays
+    /// open until the client goes).
+    HalfThenStall,
+    /// Answers the handshake, then writes half a reply line and closes the connection.
+    HalfThenClose,
 }
+
+/// The first half of `{"return": {}}`, as an agent that died or hung mid-write leaves it.
+const HALF_REPLY: &[u8] = b"{\"return\": {\"ver";
 
 struct Peer {
     _dir: tempfile::TempDir,
@@ -98,6 +106,11 @@ fn serve(mut stream: UnixStream, behaviour: &Behaviour) {
                     Behaviour::Close => return,
                     Behaviour::Endless => return endless(&mut stream),
                     Behaviour::Trickle => return trickle(&mut stream),
+                    Behaviour::HalfThenStall => return half_then_stall(&mut stream),
+                    Behaviour::HalfThenClose => {
+                        let _ = stream.write_all(HALF_REPLY);
+                        return;
+                    }
                 }
             };
             if stream.write_all(&reply).is_err() {
@@ -118,6 +131,60 @@ fn trickle(stream: &mut UnixStream) {
     while stream.write_all(b"a").is_ok() {
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Half a reply, then nothing: reads until the client closes its end.
+fn half_then_stall(stream: &mut UnixStream) {
+    if stream.write_all(HALF_REPLY).is_ok() {
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    }
+}
+
+#[test]
+fn half_written_reply_then_silence_times_out() {
+    let peer = Peer::start(Behaviour::HalfThenStall);
+    let mut client = Client::connect_unix(&peer.socket, Peer::options(2000)).expect("handshake");
+    let timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    let err = client
+        .call("guest-info", Value::Null, timeout)
+        .expect_err("half a reply");
+    let took = started.elapsed();
+    assert!(
+        matches!(&err, ClientError::UnfinishedReply { command, .. } if command == "guest-info"),
+        "{err:?}"
+    );
+    assert!(err.is_timeout());
+    assert!(took >= timeout && took < timeout * 4, "{took:?}");
+    assert_eq!(
+        err.to_string(),
+        "the agent began its reply to guest-info but did not finish it within 0.5s: the agent \
+         stopped mid-write or the reply needs a longer timeout"
+    );
+    drop(client);
+}
+
+#[test]
+fn half_written_reply_then_close_is_reported() {
+    let peer = Peer::start(Behaviour::HalfThenClose);
+    let mut client = Client::connect_unix(&peer.socket, Peer::options(2000)).expect("handshake");
+    let started = Instant::now();
+    let err = client
+        .call("guest-info", Value::Null, Duration::from_secs(10))
+        .expect_err("half a reply");
+    // The close ends the wait at once, not at the timeout.
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        err.to_string(),
+        "the agent closed the connection while we waited for the reply to guest-info"
+    );
+    // The next call fails as clearly (the handshake finds the connection gone).
+    let again = client.ping().expect_err("closed");
+    assert!(
+        matches!(again, ClientError::Closed { .. } | ClientError::Io { .. }),
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -198,7 +265,11 @@ fn trickling_reply_is_bounded_by_the_deadline() {
         .call("guest-ping", Value::Null, Duration::from_millis(500))
         .expect_err("trickle");
     let took = started.elapsed();
-    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    // The reply started, so the error says it was left unfinished rather than unanswered.
+    assert!(
+        matches!(err, ClientError::UnfinishedReply { .. }),
+        "{err:?}"
+    );
     assert!(took < Duration::from_millis(1500), "{took:?}");
 }
 

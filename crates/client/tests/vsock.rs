@@ -11,7 +11,7 @@ mod common;
 
 use common::{agent_kinds, Agent};
 use porthole_client::{Client, ClientError, Endpoint, Options};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,6 +67,9 @@ enum Vmm {
     RefuseThenRelay(usize),
     /// Answers this line instead of `OK`.
     Answer(&'static str),
+    /// Closes the first `n` connections after reading `CONNECT`, then never answers (a guest
+    /// too slow to answer the VMM).
+    RefuseThenStall(usize),
 }
 
 /// A unix socket speaking the hybrid vsock preamble; returns its path and a connection count.
@@ -97,6 +100,15 @@ fn stand_in_vmm(dir: &Path, agent: Option<PathBuf>, vmm: Vmm) -> (PathBuf, Arc<A
                 }
                 (Vmm::Answer(text), _) => {
                     let _ = stream.write_all(text.as_bytes());
+                }
+                (Vmm::RefuseThenStall(refusals), _) if n < refusals => drop(stream),
+                (Vmm::RefuseThenStall(_), _) => {
+                    // Held open, silent, until the client gives up.
+                    thread::spawn(move || {
+                        let mut sink = [0u8; 64];
+                        while matches!(reader.get_mut().read(&mut sink), Ok(n) if n > 0) {}
+                        drop(stream);
+                    });
                 }
                 (Vmm::RefuseThenRelay(_), None) => drop(stream),
             }
@@ -171,6 +183,30 @@ fn hybrid_vsock_names_a_guest_that_never_listens() {
         "{error}"
     );
     assert!(count.load(Ordering::SeqCst) > 1, "it retried");
+}
+
+/// The clock runs out while the VMM waits for the guest: after a refusal that is still "not
+/// listening"; with no answer at all, the error says the guest did not answer.
+#[test]
+fn hybrid_vsock_timeout_mid_connect_names_the_cause() {
+    for (refusals, expected) in [
+        (2, "nothing in the guest listens"),
+        (0, "no answer to CONNECT 1234 within 1.0s"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, _) = stand_in_vmm(dir.path(), None, Vmm::RefuseThenStall(refusals));
+        let endpoint = Endpoint::HybridVsock { path, port: 1234 };
+        let start = Instant::now();
+        let error = Client::connect(&endpoint, options(Duration::from_secs(1))).expect_err("stall");
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(2500), "{took:?}");
+        assert!(error.to_string().contains(expected), "{refusals}: {error}");
+        let kind_ok = match refusals {
+            0 => matches!(error, ClientError::HybridVsock { .. }),
+            _ => matches!(error, ClientError::GuestNotListening { .. }),
+        };
+        assert!(kind_ok, "{error:?}");
+    }
 }
 
 #[test]

@@ -500,6 +500,58 @@ mod tests {
         );
     }
 
+    /// The string fast path gives what byte-by-byte stepping gives, at every split point and
+    /// at a size limit falling inside a string.
+    #[test]
+    fn string_runs_match_byte_stepping() {
+        let input: &[u8] = b"{'a': 'it''s \\'q\\' \"x\" ok', \"b\": \"plain run \\\" \\\\ end\"}\n\
+            {\"c\": \"0123456789abcdef\"} {\"d\": \"\xff\"}[\"e\"]";
+        for limit in [usize::MAX, 40, 20, 12] {
+            let limits = Limits {
+                max_message_bytes: limit,
+                ..Limits::default()
+            };
+            let mut stepped = Framer::new(limits);
+            let one_by_one: Vec<Frame> = input.iter().flat_map(|b| stepped.push(&[*b])).collect();
+            for split in 0..input.len() {
+                let mut framer = Framer::new(limits);
+                let (head, tail) = input.split_at(split);
+                let mut frames = framer.push(head);
+                frames.extend(framer.push(tail));
+                assert_eq!(frames, one_by_one, "limit {limit}, split at {split}");
+            }
+        }
+    }
+
+    /// The same on thousands of generated streams over the bytes that matter to strings.
+    #[test]
+    fn string_runs_match_byte_stepping_on_generated_input() {
+        const ALPHABET: &[u8] = b"{}[]\"'\\ a1:,\xff";
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..5000 {
+            let len = (next() % 64) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let limit = [usize::MAX, 16, 6][(next() % 3) as usize];
+            let limits = Limits {
+                max_message_bytes: limit,
+                ..Limits::default()
+            };
+            let mut stepped = Framer::new(limits);
+            let one_by_one: Vec<Frame> = input.iter().flat_map(|b| stepped.push(&[*b])).collect();
+            let mut whole = Framer::new(limits);
+            assert_eq!(whole.push(&input), one_by_one, "{input:?} limit {limit}");
+            assert_eq!(whole.is_idle(), stepped.is_idle(), "{input:?}");
+        }
+    }
+
     #[test]
     fn top_level_string_is_a_message() {
         let mut framer = Framer::default();

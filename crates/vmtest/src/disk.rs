@@ -6,8 +6,9 @@ use crate::tool;
 use std::path::Path;
 use std::process::Command;
 
-/// Size of the disk image.
-pub const DISK_BYTES: u64 = 32 << 20;
+/// Size of the disk image (sparse on the host): room for the end-to-end suite's 64 MiB copies
+/// each way.
+pub const DISK_BYTES: u64 = 256 << 20;
 /// The filesystem label.
 pub const LABEL: &str = "porthole-data";
 /// Where the guest mounts it.

@@ -30,6 +30,10 @@ pub use vm::{Vm, VmConfig};
 
 /// The agent's vsock port inside the guest (the init writes `vsock-listen -1:1234`).
 pub const AGENT_VSOCK_PORT: u32 = 1234;
+/// The agent's `fsfreeze-auto-thaw` in the guest (seconds; written by `vm/rootfs/etc/init.d/rcS`).
+pub const AUTO_THAW_SECS: u64 = 10;
+/// An unprivileged account in the guest (`vm/rootfs/etc/passwd`): name, uid, gid.
+pub const GUEST_USER: (&str, u32, u32) = ("porthole", 1000, 1000);
 /// The guest's vsock context id.
 pub const GUEST_CID: u32 = 3;
 /// The address QEMU's user networking gives the guest.

@@ -1,8 +1,9 @@
 //! One QEMU VM running the test image.
 //!
-//! Devices: two virtio-serial ports (`org.qemu.guest_agent.0` for libvirt-style clients,
-//! `org.porthole.agent.0`) on host unix sockets, a third (`org.qemu.guest_agent.ref`) where
-//! Debian's qemu-ga answers for the in-VM benchmark, a vhost-user virtio-vsock device backed by
+//! Devices: four virtio-serial ports on host unix sockets: `org.qemu.guest_agent.0` for
+//! libvirt-style clients, `org.porthole.agent.0`, `org.qemu.guest_agent.ref` where Debian's
+//! qemu-ga answers for the in-VM benchmark, and `org.porthole.unused.0`, which nothing in the
+//! guest opens; a vhost-user virtio-vsock device backed by
 //! vhost-device-vsock (the guest RAM is then a shared memfd, which vhost-user needs), the ext4
 //! data disk on virtio-blk, and a virtio-net NIC on user networking with `restrict=on`, so the
 //! guest gets 10.0.2.15 but no packet leaves the host. Boot is `-kernel/-initrd` straight into
@@ -131,6 +132,11 @@ impl Vm {
     /// The host socket of the `org.qemu.guest_agent.ref` port, where Debian's qemu-ga answers.
     pub fn qga_ref_socket(&self) -> PathBuf {
         self.dir.path().join("qga-ref.sock")
+    }
+
+    /// The host socket of `org.porthole.unused.0`, a port no guest process listens on.
+    pub fn unused_port_socket(&self) -> PathBuf {
+        self.dir.path().join("unused.sock")
     }
 
     /// The hybrid vsock socket (`CONNECT <port>`), when the VM has vsock.
@@ -273,6 +279,8 @@ fn qemu_command(dir: &Path, image: &Image, accel: Accel, config: &VmConfig) -> C
         ("qga", "org.qemu.guest_agent.0", "qga.sock"),
         ("porthole", "org.porthole.agent.0", "porthole.sock"),
         ("qgaref", QGA_REF_PORT, "qga-ref.sock"),
+        // Nobody in the guest opens this port: the host side of a VM without an agent.
+        ("unused", "org.porthole.unused.0", "unused.sock"),
     ] {
         let chardev = format!("socket,id={id},path={},server=on,wait=off", path(socket));
         let port = format!("virtserialport,bus=vser0.0,chardev={id},name={name}");

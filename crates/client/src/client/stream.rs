@@ -204,6 +204,11 @@ impl StreamLink {
 
     fn transport_error(&self, command: &str, fail: ReadFail, timeout: Duration) -> ClientError {
         match fail {
+            // Part of a reply is buffered: not silence, and saying so points at the right cause.
+            ReadFail::TimedOut if !self.framer.is_idle() => ClientError::UnfinishedReply {
+                command: command.into(),
+                timeout,
+            },
             ReadFail::TimedOut => ClientError::Timeout {
                 command: command.into(),
                 timeout,

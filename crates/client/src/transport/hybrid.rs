@@ -35,6 +35,8 @@ pub fn parse_hybrid_vsock(text: &str) -> Result<(PathBuf, u32), String> {
 enum Attempt {
     /// The VMM closed the connection: nothing listens on the port (yet).
     Refused,
+    /// The deadline passed before the VMM answered `CONNECT`.
+    TimedOut,
     /// Anything else ends the retries.
     Failed(ClientError),
 }
@@ -44,15 +46,30 @@ enum Attempt {
 pub fn connect(path: &Path, port: u32, timeout: Duration) -> Result<UnixTransport, ClientError> {
     let deadline = Instant::now() + timeout;
     let endpoint = format!("hybrid-vsock:{}:{port}", path.display());
+    let mut refused = false;
     loop {
         match attempt(path, port, deadline) {
             Ok(stream) => return Ok(StreamTransport::new(stream, endpoint)),
             Err(Attempt::Failed(e)) => return Err(e),
             Err(Attempt::Refused) if Instant::now() + HYBRID_RETRY < deadline => {
+                refused = true;
                 std::thread::sleep(HYBRID_RETRY);
             }
+            // The VMM waits for the guest's answer before it answers us, so a slow guest can
+            // run the clock out mid-attempt: after a refusal that still means "not listening".
             Err(Attempt::Refused) => {
                 return Err(ClientError::GuestNotListening { endpoint, timeout })
+            }
+            Err(Attempt::TimedOut) if refused => {
+                return Err(ClientError::GuestNotListening { endpoint, timeout })
+            }
+            Err(Attempt::TimedOut) => {
+                let detail = format!(
+                    "no answer to CONNECT {port} within {:.1}s: the VMM asks the guest first, \
+                     so the guest is hung or too busy to answer (is the VM running?)",
+                    timeout.as_secs_f64()
+                );
+                return Err(hybrid_error(path, &detail));
             }
         }
     }
@@ -63,10 +80,7 @@ fn attempt(path: &Path, port: u32, deadline: Instant) -> Result<UnixStream, Atte
     let mut stream = connect_unix(path).map_err(Attempt::Failed)?;
     let io_failed = |e: io::Error| match e.kind() {
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Attempt::Refused,
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Attempt::Failed(hybrid_error(
-            path,
-            "the VMM did not acknowledge CONNECT in time",
-        )),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Attempt::TimedOut,
         _ => Attempt::Failed(hybrid_error(path, &format!("i/o error: {e}"))),
     };
     let left = remaining(deadline).map_err(io_failed)?;

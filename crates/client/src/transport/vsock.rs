@@ -106,7 +106,12 @@ fn connect_error(cid: u32, port: u32, errno: Errno) -> ClientError {
             ": the guest is there but nothing listens on that port (is the agent running with \
              vsock-listen?)"
         }
-        Errno::ETIMEDOUT => ": the guest did not answer",
+        // What the host kernel reports after its own 2 s when no VM has the CID (vhost-vsock
+        // drops the packet) or the guest's kernel does not answer.
+        Errno::ETIMEDOUT => {
+            ": no guest with that CID answered (is the VM running with a vhost-vsock-pci device \
+             of that guest-cid?)"
+        }
         _ => "",
     };
     ClientError::VsockConnect {
