@@ -1,0 +1,250 @@
+//! Differential test against Debian's real virt-inspector (guestfs-tools 1.48, libguestfs
+//! 1.48): both inspect the same phony guests, both XML documents are parsed, and every fact is
+//! compared: root, name, arch, distro, product name and variant, versions, package format and
+//! manager, hostname, osinfo, mountpoints, filesystems (type, label, uuid) and applications
+//! (name, epoch, version, release, arch, summary, description).
+//!
+//! Where porthole deliberately reports a fact differently, the difference is listed in
+//! [`KNOWN`] with its reason (and in docs/inspect.md, "Differences from virt-inspector"); the
+//! test fails on any difference not listed *and* on any listed difference that no longer
+//! occurs, so the list stays true.
+//!
+//! virt-inspector boots libguestfs's appliance under TCG here (see
+//! `porthole_testkit::libguestfs`): about a minute per guest on an idle two-core machine, so
+//! the guests run in parallel, one appliance each.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+
+use porthole_testkit::guests;
+use porthole_testkit::libguestfs::virt_inspector_xml;
+
+/// One phony guest: its name in messages, its disks, and whether applications are compared.
+struct Guest {
+    name: &'static str,
+    disks: fn() -> Vec<PathBuf>,
+    /// `false` runs both tools with `--no-applications`: virt-inspector 1.48 fails the whole
+    /// run ("filesize: /var/lib/dpkg/status: No such file or directory") on a Debian guest
+    /// without a dpkg database, where porthole reports no applications.
+    applications: bool,
+}
+
+/// The guests compared. A new phony guest is one line here.
+const GUESTS: &[Guest] = &[
+    Guest {
+        name: "lvm_xfs_btrfs",
+        disks: guests::lvm_xfs_btrfs_guest,
+        applications: false,
+    },
+    Guest {
+        name: "gpt_ext4_esp",
+        disks: || vec![guests::gpt_ext4_esp_guest().0],
+        applications: true,
+    },
+];
+
+/// A difference porthole makes on purpose: in guest `guest`, the facts whose path starts
+/// with `fact` differ, for `reason`.
+struct Known {
+    guest: &'static str,
+    fact: &'static str,
+    reason: &'static str,
+}
+
+/// The deliberate differences (docs/inspect.md, "Differences from virt-inspector").
+const KNOWN: &[Known] = &[
+    Known {
+        guest: "gpt_ext4_esp",
+        fact: "/dev/sda2 mountpoint /boot/efi",
+        reason: "fstab names the ESP as PARTLABEL=EFI\\040System; virt-inspector does not \
+                 decode fstab's octal escapes, finds no partition labelled `EFI\\040System` and \
+                 drops the entry; porthole decodes them as mount(8) does",
+    },
+    Known {
+        guest: "gpt_ext4_esp",
+        fact: "/dev/sda2 filesystem /dev/sda1",
+        reason: "virt-inspector lists only the filesystems of the mountpoints it resolved, so \
+                 the ESP it dropped (above) is missing from its filesystems too",
+    },
+    Known {
+        guest: "gpt_ext4_esp",
+        fact: "/dev/sda2 application",
+        reason: "dpkg versions: virt-inspector splits upstream version and Debian revision at \
+                 the first hyphen (1.0.0+git / 20190125.36a4c85-5.1), porthole at the last, as \
+                 deb-version(7) defines it (1.0.0+git-20190125.36a4c85 / 5.1); descriptions: \
+                 virt-inspector keeps the status file's `.` paragraph-separator lines and a \
+                 summary's trailing blanks, porthole renders `.` as an empty line and trims",
+    },
+];
+
+#[test]
+fn same_facts_as_virt_inspector() {
+    let results: Vec<(&Guest, Vec<String>)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = GUESTS
+            .iter()
+            .map(|guest| scope.spawn(move || (guest, differences(guest))))
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("a guest's comparison panicked"))
+            .collect()
+    });
+
+    let mut unexplained = Vec::new();
+    let mut explained = BTreeSet::new();
+    for (guest, diffs) in &results {
+        for diff in diffs {
+            match KNOWN
+                .iter()
+                .position(|k| k.guest == guest.name && diff.starts_with(k.fact))
+            {
+                Some(known) => {
+                    explained.insert(known);
+                }
+                None => unexplained.push(format!("{}: {diff}", guest.name)),
+            }
+        }
+    }
+    let stale: Vec<String> = KNOWN
+        .iter()
+        .enumerate()
+        .filter(|(i, k)| !explained.contains(i) && GUESTS.iter().any(|g| g.name == k.guest))
+        .map(|(_, k)| format!("{}: {} ({})", k.guest, k.fact, k.reason))
+        .collect();
+    assert!(
+        unexplained.is_empty() && stale.is_empty(),
+        "porthole and virt-inspector differ where no reason is documented:\n  {}\n\
+         documented differences that no longer occur (remove them from KNOWN and docs/inspect.md):\n  {}",
+        unexplained.join("\n  "),
+        stale.join("\n  ")
+    );
+}
+
+/// Both tools on `guest`; every fact that differs, as `"<root> <fact path>: virt-inspector
+/// <value>, porthole <value>"`.
+fn differences(guest: &Guest) -> Vec<String> {
+    let disks = (guest.disks)();
+    let flags: &[&str] = if guest.applications {
+        &[]
+    } else {
+        &["--no-applications"]
+    };
+    let porthole = porthole_xml(&disks, flags);
+    let reference = virt_inspector_xml(&disks, flags).stdout;
+    let theirs = facts(&reference);
+    let ours = facts(&porthole);
+    assert!(
+        !theirs.is_empty(),
+        "{}: virt-inspector found no operating system:\n{reference}",
+        guest.name
+    );
+    if guest.applications {
+        let apps = theirs.keys().filter(|k| k.contains(" application ")).count();
+        assert!(
+            apps > 100,
+            "{}: virt-inspector listed only {apps} application facts",
+            guest.name
+        );
+    }
+    let keys: BTreeSet<&String> = theirs.keys().chain(ours.keys()).collect();
+    keys.into_iter()
+        .filter(|k| theirs.get(*k) != ours.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: virt-inspector {:?}, porthole {:?}",
+                theirs.get(k),
+                ours.get(k)
+            )
+        })
+        .collect()
+}
+
+/// `porthole inspect --format xml <flags> <disks>`'s document.
+fn porthole_xml(disks: &[PathBuf], flags: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_porthole"))
+        .args(["inspect", "--format", "xml"])
+        .args(flags)
+        .args(disks)
+        .output()
+        .expect("run porthole");
+    assert!(
+        out.status.success(),
+        "porthole inspect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 XML")
+}
+
+/// Every fact of a virt-inspector document, flattened to `"<root> <path>" → value`, so two
+/// documents compare key by key whatever their order:
+///
+/// - `<root> name`, `<root> distro`, ... for the operating system's text facts;
+/// - `<root> mountpoint <path>` → the device;
+/// - `<root> filesystem <dev> type|label|uuid`;
+/// - `<root> application <name> <arch> epoch|version|release|summary|description` (the arch
+///   is in the key: a multiarch dpkg database holds one name for several).
+fn facts(document: &str) -> BTreeMap<String, String> {
+    let doc = roxmltree::Document::parse(document)
+        .unwrap_or_else(|e| panic!("not XML ({e}):\n{document}"));
+    let mut out = BTreeMap::new();
+    for os in children(doc.root_element(), "operatingsystem") {
+        let root = text(child(os, "root"));
+        for fact in os.children().filter(|n| n.is_element()) {
+            let name = fact.tag_name().name();
+            match name {
+                "mountpoints" => {
+                    for m in children(fact, "mountpoint") {
+                        let dev = m.attribute("dev").unwrap_or_default();
+                        out.insert(format!("{root} mountpoint {}", text(Some(m))), dev.into());
+                    }
+                }
+                "filesystems" => {
+                    for fs in children(fact, "filesystem") {
+                        let dev = fs.attribute("dev").unwrap_or_default();
+                        for field in ["type", "label", "uuid"] {
+                            if let Some(v) = child(fs, field) {
+                                let key = format!("{root} filesystem {dev} {field}");
+                                out.insert(key, text(Some(v)));
+                            }
+                        }
+                        out.entry(format!("{root} filesystem {dev}")).or_default();
+                    }
+                }
+                "applications" => {
+                    for app in children(fact, "application") {
+                        let id = format!(
+                            "{root} application {} {}",
+                            text(child(app, "name")),
+                            text(child(app, "arch"))
+                        );
+                        out.entry(id.clone()).or_default();
+                        for field in ["epoch", "version", "release", "summary", "description"] {
+                            if let Some(v) = child(app, field) {
+                                out.insert(format!("{id} {field}"), text(Some(v)));
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    out.insert(format!("{root} {name}"), text(Some(fact)));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn children<'a>(
+    node: roxmltree::Node<'a, 'a>,
+    name: &'static str,
+) -> impl Iterator<Item = roxmltree::Node<'a, 'a>> {
+    node.children().filter(move |n| n.has_tag_name(name))
+}
+
+fn child<'a>(node: roxmltree::Node<'a, 'a>, name: &'static str) -> Option<roxmltree::Node<'a, 'a>> {
+    children(node, name).next()
+}
+
+fn text(node: Option<roxmltree::Node>) -> String {
+    node.and_then(|n| n.text()).unwrap_or_default().to_string()
+}
