@@ -38,6 +38,9 @@ packages=(
   kmod               # depmod: modules.dep for the test VM's kernel modules
   libxml2-utils      # xmllint --relaxng: inspect --format xml checked against virt-inspector.rng
   python3-jsonschema # validates inspect --format json against docs/inspect-report.schema.json
+  guestfs-tools      # virt-inspector: the reference of the inspector's differential test and benchmark
+  libguestfs-tools   # libguestfs-test-tool, to see why the appliance does not boot
+  libguestfs-xfs     # XFS in libguestfs's appliance (a Recommends, which --no-install-recommends skips)
 )
 
 sudo=""

@@ -44,11 +44,13 @@ const GUESTS: &[Guest] = &[
     },
 ];
 
-/// A difference porthole makes on purpose: in guest `guest`, the facts whose path starts
-/// with `fact` differ, for `reason`.
+/// A difference porthole makes on purpose: in guest `guest`, the facts whose key `fact`
+/// matches differ, for `reason`.
 struct Known {
     guest: &'static str,
-    fact: &'static str,
+    /// The keys (as [`facts`] makes them) this difference covers, described in `what`.
+    fact: fn(&str) -> bool,
+    what: &'static str,
     reason: &'static str,
 }
 
@@ -56,25 +58,50 @@ struct Known {
 const KNOWN: &[Known] = &[
     Known {
         guest: "gpt_ext4_esp",
-        fact: "/dev/sda2 mountpoint /boot/efi",
+        fact: |k| k == "/dev/sda2 mountpoint /boot/efi" || k.starts_with("/dev/sda2 filesystem /dev/sda1"),
+        what: "the ESP's mountpoint /boot/efi and its filesystem /dev/sda1",
         reason: "fstab names the ESP as PARTLABEL=EFI\\040System; virt-inspector does not \
                  decode fstab's octal escapes, finds no partition labelled `EFI\\040System` and \
-                 drops the entry; porthole decodes them as mount(8) does",
+                 drops the entry (and lists only the filesystems of the mountpoints it kept); \
+                 porthole decodes them as mount(8) does",
     },
     Known {
         guest: "gpt_ext4_esp",
-        fact: "/dev/sda2 filesystem /dev/sda1",
-        reason: "virt-inspector lists only the filesystems of the mountpoints it resolved, so \
-                 the ESP it dropped (above) is missing from its filesystems too",
+        fact: |k| k.contains(" application ") && (k.ends_with(" version") || k.ends_with(" release")),
+        what: "applications' version and release",
+        reason: "virt-inspector splits a dpkg version into version and release at the first \
+                 hyphen (1.0.0+git / 20190125.36a4c85-5.1), porthole at the last, as \
+                 deb-version(7) defines the Debian revision (1.0.0+git-20190125.36a4c85 / 5.1); \
+                 the whole epoch:version-release is compared separately and is the same",
     },
     Known {
         guest: "gpt_ext4_esp",
-        fact: "/dev/sda2 application",
-        reason: "dpkg versions: virt-inspector splits upstream version and Debian revision at \
-                 the first hyphen (1.0.0+git / 20190125.36a4c85-5.1), porthole at the last, as \
-                 deb-version(7) defines it (1.0.0+git-20190125.36a4c85 / 5.1); descriptions: \
-                 virt-inspector keeps the status file's `.` paragraph-separator lines and a \
-                 summary's trailing blanks, porthole renders `.` as an empty line and trims",
+        fact: |k| k.contains(" application ") && (k.ends_with(" summary") || k.ends_with(" description")),
+        what: "applications' summary and description text",
+        reason: "virt-inspector keeps the status file's ` .` paragraph-separator lines as `.` \
+                 and a summary's trailing blanks; porthole renders `.` as an empty line, as \
+                 dpkg shows it, and trims; the rendered texts are compared separately and are \
+                 the same",
+    },
+    Known {
+        guest: "lvm_xfs_btrfs",
+        fact: |k| k == "/dev/guestvg/root mountpoint /srv"
+            || k.starts_with("/dev/guestvg/root filesystem btrfsvol:/dev/vdb//@srv")
+            || k.starts_with("/dev/guestvg/root filesystem btrfsvol:/dev/sdb/@srv"),
+        what: "the /srv subvolume's device",
+        reason: "fstab mounts /srv as `/dev/vdb` with `subvol=/@srv`; virt-inspector 1.48 keeps \
+                 the guest's device name /dev/vdb (not on its appliance, which calls the disk \
+                 /dev/sdb) and the option's leading slash: `btrfsvol:/dev/vdb//@srv`; porthole \
+                 translates the guest name to the disk, as it does for every other device: \
+                 `btrfsvol:/dev/sdb/@srv`",
+    },
+    Known {
+        guest: "lvm_xfs_btrfs",
+        fact: |k| k.starts_with("/dev/guestvg/root filesystem /dev/sdb"),
+        what: "the btrfs top level /dev/sdb among the filesystems",
+        reason: "virt-inspector lists an OS's root and the filesystems its fstab mounts; \
+                 porthole lists every filesystem on the VM's disks, here also the btrfs top \
+                 level that only its subvolumes are mounted from",
     },
 ];
 
@@ -94,9 +121,10 @@ fn same_facts_as_virt_inspector() {
     let mut explained = BTreeSet::new();
     for (guest, diffs) in &results {
         for diff in diffs {
+            let key = diff.split(": virt-inspector ").next().unwrap_or_default();
             match KNOWN
                 .iter()
-                .position(|k| k.guest == guest.name && diff.starts_with(k.fact))
+                .position(|k| k.guest == guest.name && (k.fact)(key))
             {
                 Some(known) => {
                     explained.insert(known);
@@ -109,7 +137,7 @@ fn same_facts_as_virt_inspector() {
         .iter()
         .enumerate()
         .filter(|(i, k)| !explained.contains(i) && GUESTS.iter().any(|g| g.name == k.guest))
-        .map(|(_, k)| format!("{}: {} ({})", k.guest, k.fact, k.reason))
+        .map(|(_, k)| format!("{}: {} ({})", k.guest, k.what, k.reason))
         .collect();
     assert!(
         unexplained.is_empty() && stale.is_empty(),
@@ -223,6 +251,24 @@ fn facts(document: &str) -> BTreeMap<String, String> {
                                 out.insert(format!("{id} {field}"), text(Some(v)));
                             }
                         }
+                        // What the documented differences leave to compare: the whole
+                        // version, and the texts as dpkg renders them.
+                        let field = |f| text(child(app, f));
+                        let evr = format!(
+                            "{}:{}-{}",
+                            child(app, "epoch").map_or("0".into(), |e| text(Some(e))),
+                            field("version"),
+                            field("release")
+                        );
+                        out.insert(format!("{id} full version"), evr);
+                        let summary = field("summary").trim_end().to_string();
+                        out.insert(format!("{id} summary, trimmed"), summary);
+                        let description = field("description");
+                        let description: Vec<&str> = description
+                            .lines()
+                            .map(|l| if l == "." { "" } else { l })
+                            .collect();
+                        out.insert(format!("{id} description, rendered"), description.join("\n"));
                     }
                 }
                 _ => {
