@@ -58,7 +58,9 @@ struct Known {
 const KNOWN: &[Known] = &[
     Known {
         guest: "gpt_ext4_esp",
-        fact: |k| k == "/dev/sda2 mountpoint /boot/efi" || k.starts_with("/dev/sda2 filesystem /dev/sda1"),
+        fact: |k| {
+            k == "/dev/sda2 mountpoint /boot/efi" || k.starts_with("/dev/sda2 filesystem /dev/sda1")
+        },
         what: "the ESP's mountpoint /boot/efi and its filesystem /dev/sda1",
         reason: "fstab names the ESP as PARTLABEL=EFI\\040System; virt-inspector does not \
                  decode fstab's octal escapes, finds no partition labelled `EFI\\040System` and \
@@ -67,7 +69,9 @@ const KNOWN: &[Known] = &[
     },
     Known {
         guest: "gpt_ext4_esp",
-        fact: |k| k.contains(" application ") && (k.ends_with(" version") || k.ends_with(" release")),
+        fact: |k| {
+            k.contains(" application ") && (k.ends_with(" version") || k.ends_with(" release"))
+        },
         what: "applications' version and release",
         reason: "virt-inspector splits a dpkg version into version and release at the first \
                  hyphen (1.0.0+git / 20190125.36a4c85-5.1), porthole at the last, as \
@@ -76,7 +80,9 @@ const KNOWN: &[Known] = &[
     },
     Known {
         guest: "gpt_ext4_esp",
-        fact: |k| k.contains(" application ") && (k.ends_with(" summary") || k.ends_with(" description")),
+        fact: |k| {
+            k.contains(" application ") && (k.ends_with(" summary") || k.ends_with(" description"))
+        },
         what: "applications' summary and description text",
         reason: "virt-inspector keeps the status file's ` .` paragraph-separator lines as `.` \
                  and a summary's trailing blanks; porthole renders `.` as an empty line, as \
@@ -85,9 +91,11 @@ const KNOWN: &[Known] = &[
     },
     Known {
         guest: "lvm_xfs_btrfs",
-        fact: |k| k == "/dev/guestvg/root mountpoint /srv"
-            || k.starts_with("/dev/guestvg/root filesystem btrfsvol:/dev/vdb//@srv")
-            || k.starts_with("/dev/guestvg/root filesystem btrfsvol:/dev/sdb/@srv"),
+        fact: |k| {
+            k == "/dev/guestvg/root mountpoint /srv"
+                || k.starts_with("/dev/guestvg/root filesystem btrfsvol:/dev/vdb//@srv")
+                || k.starts_with("/dev/guestvg/root filesystem btrfsvol:/dev/sdb/@srv")
+        },
         what: "the /srv subvolume's device",
         reason: "fstab mounts /srv as `/dev/vdb` with `subvol=/@srv`; virt-inspector 1.48 keeps \
                  the guest's device name /dev/vdb (not on its appliance, which calls the disk \
@@ -167,13 +175,21 @@ fn differences(guest: &Guest) -> Vec<String> {
         guest.name
     );
     if guest.applications {
-        let apps = theirs.keys().filter(|k| k.contains(" application ")).count();
+        let apps = theirs
+            .keys()
+            .filter(|k| k.contains(" application "))
+            .count();
         assert!(
             apps > 100,
             "{}: virt-inspector listed only {apps} application facts",
             guest.name
         );
     }
+    compare(&theirs, &ours)
+}
+
+/// The keys whose values differ between virt-inspector's facts and porthole's.
+fn compare(theirs: &BTreeMap<String, String>, ours: &BTreeMap<String, String>) -> Vec<String> {
     let keys: BTreeSet<&String> = theirs.keys().chain(ours.keys()).collect();
     keys.into_iter()
         .filter(|k| theirs.get(*k) != ours.get(*k))
@@ -268,7 +284,10 @@ fn facts(document: &str) -> BTreeMap<String, String> {
                             .lines()
                             .map(|l| if l == "." { "" } else { l })
                             .collect();
-                        out.insert(format!("{id} description, rendered"), description.join("\n"));
+                        out.insert(
+                            format!("{id} description, rendered"),
+                            description.join("\n"),
+                        );
                     }
                 }
                 _ => {
@@ -293,4 +312,79 @@ fn child<'a>(node: roxmltree::Node<'a, 'a>, name: &'static str) -> Option<roxmlt
 
 fn text(node: Option<roxmltree::Node>) -> String {
     node.and_then(|n| n.text()).unwrap_or_default().to_string()
+}
+
+/// The comparer itself, without virt-inspector: porthole's document against itself has no
+/// differences, and each kind of change to it (a text fact, a mountpoint's device, a
+/// filesystem field, an application's version, a missing application) is found, named by its
+/// key, so a passing differential test means the facts really were compared.
+#[test]
+fn comparer_finds_each_kind_of_difference() {
+    let (disk, _) = guests::gpt_ext4_esp_guest();
+    let document = porthole_xml(&[disk], &[]);
+    let ours = facts(&document);
+    assert!(ours.len() > 500, "only {} facts", ours.len());
+    assert_eq!(compare(&ours, &ours), Vec::<String>::new());
+    let changed = |from: &str, to: &str| {
+        assert!(document.contains(from), "{from:?} not in the document");
+        let theirs = facts(&document.replacen(from, to, 1));
+        compare(&theirs, &ours)
+            .into_iter()
+            .map(|d| {
+                d.split(": virt-inspector ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        changed("<hostname>phony-debian<", "<hostname>other<"),
+        ["/dev/sda2 hostname"]
+    );
+    assert_eq!(
+        changed(
+            "dev=\"/dev/sda1\">/boot/efi<",
+            "dev=\"/dev/sdz1\">/boot/efi<"
+        ),
+        ["/dev/sda2 mountpoint /boot/efi"]
+    );
+    assert_eq!(
+        changed("<label>ESP<", "<label>esp<"),
+        ["/dev/sda2 filesystem /dev/sda1 label"]
+    );
+    // The first application in the document (whichever this machine's dpkg lists first).
+    let start = document.find("<application>").expect("an application");
+    let end = document[start..].find("</application>").expect("its end") + start;
+    let app = &document[start..end];
+    let name = app
+        .split("<name>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("its name");
+    let arch = app
+        .split("<arch>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_default();
+    let id = format!("/dev/sda2 application {name} {arch}");
+    let version = app
+        .split("<version>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("its version");
+    assert_eq!(
+        changed(
+            &format!("<version>{version}<"),
+            &format!("<version>{version}.1<")
+        ),
+        [format!("{id} full version"), format!("{id} version")]
+    );
+    let mut without = document.clone();
+    without.replace_range(start..end + "</application>".len(), "");
+    let missing = compare(&facts(&without), &ours);
+    assert!(
+        !missing.is_empty() && missing.iter().all(|d| d.starts_with(&id)),
+        "{missing:?}"
+    );
 }

@@ -125,7 +125,9 @@ fn downloaded_kernel(dir: &Path) -> (PathBuf, PathBuf, String) {
             .args(["download", "-q", &package])
             .current_dir(&work)
             .status()
-            .unwrap_or_else(|e| panic!("cannot run apt-get ({e}): install the Debian package `apt`"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run apt-get ({e}): install the Debian package `apt`")
+            });
         assert!(
             downloaded.success(),
             "apt-get download {package} failed: the appliance needs a kernel and /boot has none \
