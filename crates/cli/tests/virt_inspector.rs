@@ -10,12 +10,15 @@
 //! occurs, so the list stays true.
 //!
 //! virt-inspector boots libguestfs's appliance under TCG here (see
-//! `porthole_testkit::libguestfs`): about a minute per guest on an idle two-core machine, so
-//! the guests run in parallel, one appliance each.
+//! `porthole_testkit::libguestfs`): about a minute per guest on an idle two-core machine
+//! (under three minutes for both on a loaded one), so two guests run at a time, one appliance
+//! each.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use porthole_testkit::guests;
 use porthole_testkit::libguestfs::virt_inspector_xml;
@@ -29,6 +32,9 @@ struct Guest {
     /// without a dpkg database, where porthole reports no applications.
     applications: bool,
 }
+
+/// How many virt-inspector appliances run at once.
+const PARALLEL_APPLIANCES: usize = 2;
 
 /// The guests compared. A new phony guest is one line here.
 const GUESTS: &[Guest] = &[
@@ -111,19 +117,35 @@ const KNOWN: &[Known] = &[
                  porthole lists every filesystem on the VM's disks, here also the btrfs top \
                  level that only its subvolumes are mounted from",
     },
+    // Checked only once a guest named "windows" is in GUESTS.
+    Known {
+        guest: "windows",
+        fact: |k| {
+            k.ends_with(" windows_systemroot")
+                || k.ends_with(" windows_current_control_set")
+                || k.contains(" drive_mapping ")
+        },
+        what: "windows_systemroot, windows_current_control_set and drive_mappings",
+        reason: "porthole's report does not hold them yet (crates/inspect/src/output/xml.rs)",
+    },
 ];
 
 #[test]
 fn same_facts_as_virt_inspector() {
-    let results: Vec<(&Guest, Vec<String>)> = std::thread::scope(|scope| {
-        let runs: Vec<_> = GUESTS
-            .iter()
-            .map(|guest| scope.spawn(move || (guest, differences(guest))))
-            .collect();
-        runs.into_iter()
-            .map(|r| r.join().expect("a guest's comparison panicked"))
-            .collect()
+    // Two appliances at a time: each is one busy TCG vCPU, and CI machines have two cores.
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(&Guest, Vec<String>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_APPLIANCES {
+            scope.spawn(|| {
+                while let Some(guest) = GUESTS.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let diffs = differences(guest);
+                    results.lock().expect("results").push((guest, diffs));
+                }
+            });
+        }
     });
+    let results = results.into_inner().expect("results");
 
     let mut unexplained = Vec::new();
     let mut explained = BTreeSet::new();
@@ -223,7 +245,7 @@ fn porthole_xml(disks: &[PathBuf], flags: &[&str]) -> String {
 /// documents compare key by key whatever their order:
 ///
 /// - `<root> name`, `<root> distro`, ... for the operating system's text facts;
-/// - `<root> mountpoint <path>` → the device;
+/// - `<root> mountpoint <path>` → the device; `<root> drive_mapping <letter>` → the device;
 /// - `<root> filesystem <dev> type|label|uuid`;
 /// - `<root> application <name> <arch> epoch|version|release|summary|description` (the arch
 ///   is in the key: a multiarch dpkg database holds one name for several).
@@ -252,6 +274,12 @@ fn facts(document: &str) -> BTreeMap<String, String> {
                             }
                         }
                         out.entry(format!("{root} filesystem {dev}")).or_default();
+                    }
+                }
+                "drive_mappings" => {
+                    for m in children(fact, "drive_mapping") {
+                        let letter = m.attribute("name").unwrap_or_default();
+                        out.insert(format!("{root} drive_mapping {letter}"), text(Some(m)));
                     }
                 }
                 "applications" => {
