@@ -24,12 +24,12 @@ use porthole_testkit::libguestfs::{virt_inspector_command, virt_inspector_xml};
 fn guests() -> Vec<(&'static str, Vec<PathBuf>, &'static [&'static str])> {
     vec![
         (
-            "gpt_ext4_esp (dpkg, ~500 packages)",
+            "gpt_ext4_esp (this host's dpkg db)",
             vec![guests::gpt_ext4_esp_guest().0],
             &[],
         ),
         (
-            "lvm_xfs_btrfs (2 disks, no apps)",
+            "lvm_xfs_btrfs (--no-applications)",
             guests::lvm_xfs_btrfs_guest(),
             &["--no-applications"],
         ),
