@@ -185,8 +185,8 @@ fn real_kernel_package() -> String {
         })
 }
 
-/// The `--format` virt-inspector is told for a disk, from its magic: libguestfs would probe
-/// the format itself, but only with a warning that probing a raw image is unsafe.
+/// The `--format` virt-inspector is told for a disk, from its magic. Without it libguestfs
+/// probes the format, which its documentation warns against for raw images a guest wrote.
 pub fn disk_format(disk: &Path) -> &'static str {
     let mut magic = [0u8; 4];
     let read = std::fs::File::open(disk)
