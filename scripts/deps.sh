@@ -42,6 +42,9 @@ packages=(
   libxml2-utils      # xmllint --relaxng: inspect --format xml checked against virt-inspector.rng
   python3-jsonschema # validates inspect --format json against docs/inspect-report.schema.json
   file               # file(1): checks the phony Windows guest's tiny PE cmd.exe is a real PE32+ executable
+  guestfs-tools      # virt-inspector: the reference of the inspector's differential test and benchmark
+  libguestfs-tools   # libguestfs-test-tool, to see why the appliance does not boot
+  libguestfs-xfs     # XFS in libguestfs's appliance (a Recommends, which --no-install-recommends skips)
 )
 
 sudo=""

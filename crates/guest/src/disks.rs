@@ -275,6 +275,14 @@ impl Disks {
             btrfs.open_subvolume(selector)
         };
         mount.fs = Arc::new(subvolume.map_err(fs_error)?);
+        // Name the mount as libguestfs names a subvolume mountable (`btrfsvol:/dev/sdb/@home`,
+        // as `device_of` names the subvolumes it lists), so mountpoints and filesystems agree.
+        if let SubvolumeSelector::Path(path) = selector {
+            if !path.is_empty() {
+                let path = String::from_utf8_lossy(path);
+                mount.device = format!("btrfsvol:{}/{path}", mount.device);
+            }
+        }
         Ok(mount)
     }
 

@@ -60,8 +60,8 @@ fn fstab_assembles_one_tree() {
         [
             ("/".to_string(), format!("/dev/{GUEST_VG}/root")),
             ("/boot".to_string(), "/dev/sda1".to_string()),
-            ("/home".to_string(), "/dev/sdb".to_string()),
-            ("/srv".to_string(), "/dev/sdb".to_string()),
+            ("/home".to_string(), "btrfsvol:/dev/sdb/@home".to_string()),
+            ("/srv".to_string(), "btrfsvol:/dev/sdb/@srv".to_string()),
         ]
     );
     assert_eq!(warnings.len(), 1, "{warnings:?}");

@@ -18,11 +18,10 @@ fn uefi_debian_guest_facts_and_applications() {
     assert_eq!(os.root, "/dev/sda2");
     assert_eq!(os.name, "linux");
     assert_eq!(os.distro.as_deref(), Some("debian"));
-    assert_eq!((os.major_version, os.minor_version), (12, 0));
-    assert_eq!(
-        os.product_name.as_deref(),
-        Some("Debian GNU/Linux 12 (bookworm)")
-    );
+    // As virt-inspector: os-release's VERSION_ID "12" has no minor version, so
+    // /etc/debian_version ("12.4") gives the version and the product name.
+    assert_eq!((os.major_version, os.minor_version), (12, 4));
+    assert_eq!(os.product_name.as_deref(), Some("12.4"));
     assert_eq!(os.arch.as_deref(), Some(std::env::consts::ARCH));
     assert_eq!(os.hostname.as_deref(), Some("phony-debian"));
     assert_eq!(os.package_format.as_deref(), Some("deb"));

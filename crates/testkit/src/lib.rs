@@ -5,6 +5,8 @@
 //!   in-memory devices for crafted, hostile structures.
 //! - [`fsimage`]: a filesystem image of any kind porthole reads, from a host directory tree.
 //! - [`guests`]: phony guests (VM disk sets with just enough OS) for the guest view and inspector.
+//! - [`libguestfs`]: Debian's virt-inspector with its appliance made to boot here (TCG, a
+//!   downloaded kernel when /boot has none), the inspector's differential reference.
 //! - [`kernel`]: loop devices, mounts and lvm2 for images the kernel writes, undone on drop.
 //! - [`tree`]: a reference file tree and a comparer that checks a porthole filesystem holds
 //!   exactly that tree.
@@ -15,6 +17,7 @@
 pub mod fsimage;
 pub mod guests;
 pub mod kernel;
+pub mod libguestfs;
 pub mod tools;
 pub mod tree;
 

@@ -33,6 +33,13 @@ pub fn detect(view: &GuestView, warnings: &mut Vec<String>) -> Option<Distro> {
     let mut found = read("/etc/os-release")
         .or_else(|| read("/usr/lib/os-release"))
         .and_then(|text| from_os_release(&text));
+    if let Some(distro) = found.as_mut() {
+        if let Some(path) = release_file_trusted_over_os_release(distro) {
+            if let Some(text) = read(path) {
+                refine_from_release_file(distro, &text);
+            }
+        }
+    }
     if found.is_none() {
         found = read("/etc/lsb-release").and_then(|text| from_lsb_release(&text));
     }
@@ -54,6 +61,37 @@ pub fn detect(view: &GuestView, warnings: &mut Vec<String>) -> Option<Distro> {
         }
     }
     found
+}
+
+/// Debian's and CentOS's os-release carry only the major version (`VERSION_ID="12"`), so
+/// virt-inspector distrusts an os-release of theirs without a minor version and lets the
+/// family's own release file decide: which file that is, for `distro`.
+fn release_file_trusted_over_os_release(distro: &Distro) -> Option<&'static str> {
+    if distro.minor != 0 {
+        return None;
+    }
+    match distro.distro.as_str() {
+        "debian" => Some("/etc/debian_version"),
+        "centos" => Some("/etc/centos-release"),
+        _ => None,
+    }
+}
+
+/// virt-inspector's reading of a release file after os-release: its first line becomes the
+/// product name (`12.4`, `CentOS Linux release 7.9.2009 (Core)`) and the version is taken
+/// from it when it holds one (`trixie/sid` keeps os-release's). A CentOS release file must
+/// name CentOS, or virt-inspector ignores it.
+fn refine_from_release_file(distro: &mut Distro, text: &str) {
+    let Some(line) = text.lines().next().filter(|l| !l.is_empty()) else {
+        return;
+    };
+    if distro.distro == "centos" && !line.contains("CentOS") {
+        return;
+    }
+    distro.product_name = Some(line.to_string());
+    if let Some((major, minor)) = version_of(line) {
+        (distro.major, distro.minor) = (major, minor);
+    }
 }
 
 type ReleaseParser = fn(&str) -> Option<Distro>;
@@ -360,6 +398,56 @@ mod tests {
             );
             assert_eq!(package_tools(&d), (Some("rpm"), Some(manager)), "{line}");
         }
+    }
+
+    #[test]
+    fn debian_and_centos_versions_come_from_their_release_files() {
+        let os_release = |id: &str, version: &str| {
+            from_os_release(&format!(
+                "PRETTY_NAME=\"{id} {version}\"\nID={id}\nVERSION_ID=\"{version}\"\n"
+            ))
+            .expect(id)
+        };
+        let mut debian = os_release("debian", "12");
+        assert_eq!(
+            release_file_trusted_over_os_release(&debian),
+            Some("/etc/debian_version")
+        );
+        refine_from_release_file(&mut debian, "12.4\n");
+        assert_eq!(debian.product_name.as_deref(), Some("12.4"));
+        assert_eq!((debian.major, debian.minor), (12, 4));
+        assert_eq!(osinfo(&debian).as_deref(), Some("debian12"));
+
+        let mut sid = os_release("debian", "");
+        refine_from_release_file(&mut sid, "trixie/sid\n");
+        assert_eq!(sid.product_name.as_deref(), Some("trixie/sid"));
+        assert_eq!((sid.major, sid.minor), (0, 0));
+
+        let mut centos = os_release("centos", "7");
+        assert_eq!(
+            release_file_trusted_over_os_release(&centos),
+            Some("/etc/centos-release")
+        );
+        refine_from_release_file(&mut centos, "CentOS Linux release 7.9.2009 (Core)\n");
+        assert_eq!((centos.major, centos.minor), (7, 9));
+        let mut odd = os_release("centos", "8");
+        refine_from_release_file(&mut odd, "Something else 9.9\n");
+        assert_eq!((odd.major, odd.minor), (8, 0));
+        assert_eq!(odd.product_name.as_deref(), Some("centos 8"));
+
+        // A minor version, or another distribution, keeps os-release's word.
+        assert_eq!(
+            release_file_trusted_over_os_release(&os_release("ubuntu", "22.04")),
+            None
+        );
+        assert_eq!(
+            release_file_trusted_over_os_release(&os_release("debian", "12.1")),
+            None
+        );
+        assert_eq!(
+            release_file_trusted_over_os_release(&os_release("fedora", "38")),
+            None
+        );
     }
 
     #[test]
