@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+use porthole_inspect::fuzzing::empty_hive;
 use porthole_testkit::guests;
 use porthole_testkit::libguestfs::{virt_inspector_command, virt_inspector_xml};
 
@@ -32,6 +33,21 @@ fn guests() -> Vec<(&'static str, Vec<PathBuf>, &'static [&'static str])> {
             "lvm_xfs_btrfs (--no-applications)",
             guests::lvm_xfs_btrfs_guest(),
             &["--no-applications"],
+        ),
+        (
+            "fedora_lvm (rpmdb.sqlite)",
+            guests::rpm::fedora_lvm_guest().disks,
+            &[],
+        ),
+        (
+            "centos7_bdb (Berkeley DB)",
+            guests::rpm::centos7_guest(guests::rpm::Damage::None).disks,
+            &[],
+        ),
+        (
+            "windows (NTFS, hives)",
+            vec![guests::windows::server_2022_guest(&empty_hive("ROOT"))],
+            &[],
         ),
     ]
 }

@@ -72,7 +72,10 @@ pub fn inspect(disks: &Disks, options: Options) -> Report {
 fn inspect_linux(view: &GuestView, options: Options, os: &mut OperatingSystem) {
     os.name = "linux".to_string();
     if let Some(found) = distro::detect(view, &mut os.warnings) {
-        let (format, manager) = distro::package_tools(&found);
+        let dnf_installed = view
+            .stat(b"/usr/bin/dnf")
+            .is_ok_and(|m| m.file_type == porthole_fs::FileType::Regular);
+        let (format, manager) = distro::package_tools(&found, dnf_installed);
         os.package_format = format.map(str::to_string);
         os.package_management = manager.map(str::to_string);
         os.osinfo = distro::osinfo(&found);

@@ -293,7 +293,7 @@ fn centos_golden(applications: Vec<Application>) -> OperatingSystem {
         hostname: s("centos7.example.com"),
         package_format: s("rpm"),
         package_management: s("yum"),
-        osinfo: s("centos7.9"),
+        osinfo: s("centos7.0"),
         mountpoints: vec![
             Mountpoint {
                 device: "/dev/sda2".into(),
@@ -396,7 +396,7 @@ fn xpath(document: &str, expression: &str) -> String {
 fn rpm_guests_are_valid_virt_inspector_xml() {
     for (guest, distro, osinfo, manager) in [
         (fedora_lvm_guest(), "fedora", "fedora40", "dnf"),
-        (centos7_guest(Damage::None), "centos", "centos7.9", "yum"),
+        (centos7_guest(Damage::None), "centos", "centos7.0", "yum"),
     ] {
         let disks = Disks::open(&guest.disks).unwrap();
         let document = xml::to_string(&inspect(&disks, Options::default()));

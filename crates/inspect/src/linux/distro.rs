@@ -276,16 +276,34 @@ fn from_gentoo_release(text: &str) -> Option<Distro> {
 }
 
 /// The package format and manager of a distribution, as virt-inspector names them.
-pub fn package_tools(distro: &Distro) -> (Option<&'static str>, Option<&'static str>) {
-    let modern_dnf = distro.major >= 8;
+/// `dnf_installed`: whether `/usr/bin/dnf` is a file (after symlinks) in the guest, which is
+/// what tells dnf from yum on Fedora 22 and later for virt-inspector.
+pub fn package_tools(
+    distro: &Distro,
+    dnf_installed: bool,
+) -> (Option<&'static str>, Option<&'static str>) {
+    let major = distro.major;
     match distro.distro.as_str() {
         "debian" | "ubuntu" | "linuxmint" | "kalilinux" => (Some("deb"), Some("apt")),
         "fedora" => (
             Some("rpm"),
-            Some(if distro.major >= 22 { "dnf" } else { "yum" }),
+            match major {
+                22.. if dnf_installed => Some("dnf"),
+                1.. => Some("yum"),
+                // The release file did not parse (virt-inspector says nothing either).
+                0 => None,
+            },
         ),
         "rhel" | "centos" | "rocky" | "alma" | "oraclelinux" | "scientificlinux"
-        | "redhat-based" => (Some("rpm"), Some(if modern_dnf { "dnf" } else { "yum" })),
+        | "redhat-based" => (
+            Some("rpm"),
+            match major {
+                8.. => Some("dnf"),
+                5.. => Some("yum"),
+                2.. => Some("up2date"),
+                _ => None,
+            },
+        ),
         "opensuse" | "sles" | "suse-based" => (Some("rpm"), Some("zypper")),
         "mageia" => (Some("rpm"), Some("urpmi")),
         "altlinux" => (Some("rpm"), Some("apt")),
@@ -306,6 +324,8 @@ pub fn osinfo(distro: &Distro) -> Option<String> {
         "fedora" if major > 0 => format!("fedora{major}"),
         "rhel" if major > 0 => format!("rhel{major}.{minor}"),
         "centos" if major >= 8 => format!("centos{major}"),
+        // libosinfo has one entry for all of CentOS 7, as virt-inspector names it.
+        "centos" if major == 7 => "centos7.0".to_string(),
         "centos" if major > 0 => format!("centos{major}.{minor}"),
         "rocky" if major > 0 => format!("rocky{major}.{minor}"),
         "alma" if major > 0 => format!("almalinux{major}.{minor}"),
@@ -337,7 +357,7 @@ mod tests {
             Some("Debian GNU/Linux 12 (bookworm)")
         );
         assert_eq!(osinfo(&debian).as_deref(), Some("debian12"));
-        assert_eq!(package_tools(&debian), (Some("deb"), Some("apt")));
+        assert_eq!(package_tools(&debian, false), (Some("deb"), Some("apt")));
         let ubuntu = from_os_release("ID=ubuntu\nVERSION_ID=\"22.04\"\n").expect("ubuntu");
         assert_eq!(osinfo(&ubuntu).as_deref(), Some("ubuntu22.04"));
         let alpine = from_os_release("ID=alpine\nVERSION_ID=3.18.4\n").expect("alpine");
@@ -396,7 +416,11 @@ mod tests {
                 (distro, major, minor),
                 "{line}"
             );
-            assert_eq!(package_tools(&d), (Some("rpm"), Some(manager)), "{line}");
+            assert_eq!(
+                package_tools(&d, true),
+                (Some("rpm"), Some(manager)),
+                "{line}"
+            );
         }
     }
 
@@ -472,5 +496,23 @@ mod tests {
             ("ubuntu", 20, 4)
         );
         assert_eq!(version_of("release 99999999999"), None);
+    }
+
+    /// virt-inspector's rules: Fedora says dnf only when /usr/bin/dnf is there; the RHEL
+    /// family goes by major version; CentOS 7 is one libosinfo entry.
+    #[test]
+    fn dnf_yum_up2date_and_centos7_osinfo_as_virt_inspector() {
+        let fedora = from_redhat_release("Fedora release 40 (Forty)").expect("fedora");
+        assert_eq!(package_tools(&fedora, true).1, Some("dnf"));
+        assert_eq!(package_tools(&fedora, false).1, Some("yum"));
+        let rhel4 = from_redhat_release("Red Hat Enterprise Linux AS release 4 (Nahant)");
+        assert_eq!(
+            package_tools(&rhel4.expect("rhel 4"), false).1,
+            Some("up2date")
+        );
+        let centos = from_redhat_release("CentOS Linux release 7.9.2009 (Core)").expect("7");
+        assert_eq!(osinfo(&centos).as_deref(), Some("centos7.0"));
+        let centos6 = from_redhat_release("CentOS release 6.10 (Final)").expect("6");
+        assert_eq!(osinfo(&centos6).as_deref(), Some("centos6.10"));
     }
 }

@@ -247,10 +247,32 @@ fn systemd_units(root: &Path, units: &[&str], enable: &[&str], mask: &[&str]) {
     }
 }
 
-/// The usr-merge links and a real ELF `/usr/bin/bash` (this machine's), for the arch.
-fn usr_merged(root: &Path) {
+/// The usr-merge links, a real ELF `/usr/bin/bash` (this machine's), for the arch, and rpm's
+/// own configuration (`/usr/lib/rpm/rpmrc`, `macros`) with the distribution's database
+/// directory `dbpath`, as every rpm-based guest has it: libguestfs runs librpm chrooted into
+/// the guest, so virt-inspector fails on a guest without them
+/// (`internal_list_rpm_applications: rpmtsInitIterator`). The files are this machine's
+/// rpm-common's, whose `%_dbpath` (Debian's `~/.rpmdb`) is replaced.
+fn usr_merged(root: &Path, dbpath: &str) {
     let bash = std::fs::read("/bin/bash").expect("this machine's /bin/bash, a real ELF binary");
     write(root, "usr/bin/bash", &bash);
+    for file in ["rpmrc", "macros"] {
+        let host = Path::new("/usr/lib/rpm").join(file);
+        let text = std::fs::read_to_string(&host).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: install the Debian package rpm-common",
+                host.display()
+            )
+        });
+        let text: String = text
+            .lines()
+            .map(|line| match line.starts_with("%_dbpath\t") {
+                true => format!("%_dbpath\t\t{dbpath}\n"),
+                false => format!("{line}\n"),
+            })
+            .collect();
+        write(root, &format!("usr/lib/rpm/{file}"), text.as_bytes());
+    }
     for (link, target) in [
         ("bin", "usr/bin"),
         ("sbin", "usr/sbin"),
@@ -297,6 +319,13 @@ fn fedora_root_tree(root: &Path, work: &Path) -> String {
           VARIANT_ID=server\n",
     );
     symlink(root, "etc/os-release", "../usr/lib/os-release");
+    // dnf as Fedora installs it (virt-inspector says dnf rather than yum only when it is there).
+    write(
+        root,
+        "usr/bin/dnf-3",
+        b"#!/usr/bin/python3\nimport dnf.cli.main\n",
+    );
+    symlink(root, "usr/bin/dnf", "dnf-3");
     write(root, "etc/fedora-release", b"Fedora release 40 (Forty)\n");
     symlink(root, "etc/redhat-release", "fedora-release");
     symlink(root, "etc/system-release", "fedora-release");
@@ -376,7 +405,7 @@ fn fedora_root_tree(root: &Path, work: &Path) -> String {
         ],
         &["firewalld.service"],
     );
-    usr_merged(root);
+    usr_merged(root, "%{_usr}/lib/sysimage/rpm");
     for dir in ["boot", "home/alice", "root", "tmp", "var/tmp"] {
         std::fs::create_dir_all(root.join(dir)).expect("dir");
     }
@@ -384,6 +413,11 @@ fn fedora_root_tree(root: &Path, work: &Path) -> String {
     let (db, listing) = sqlite_database(work, FEDORA_PACKAGES, "Fedora Project");
     let bytes = std::fs::read(db).expect("rpmdb.sqlite");
     write(root, "usr/lib/sysimage/rpm/rpmdb.sqlite", &bytes);
+    // rpm keeps its database in WAL mode, and a running Fedora leaves the -wal and -shm files
+    // beside it. Without them SQLite cannot open a WAL database on a read-only mount at all,
+    // which is how libguestfs's appliance mounts the guest.
+    write(root, "usr/lib/sysimage/rpm/rpmdb.sqlite-wal", b"");
+    write(root, "usr/lib/sysimage/rpm/rpmdb.sqlite-shm", b"");
     symlink(root, "var/lib/rpm", "../../usr/lib/sysimage/rpm");
     listing
 }
@@ -427,7 +461,7 @@ pub struct RpmGuest {
 /// sudo rules, SELinux, a NetworkManager keyfile, cloud-init, qemu-ga, systemd links made by
 /// `systemctl --root` and an `rpmdb.sqlite` written by rpm.
 pub fn fedora_lvm_guest() -> RpmGuest {
-    let recipe = format!("phony guest: fedora 40 mbr lvm xfs v1 {FEDORA_PACKAGES:?}");
+    let recipe = format!("phony guest: fedora 40 mbr lvm xfs v5 {FEDORA_PACKAGES:?}");
     let mut paths = cached(&recipe, &["disk.raw", "rpm-qa.txt"], |paths| {
         need_root("building the Fedora LVM/XFS phony guest");
         let (disk, work) = (&paths[0], paths[0].with_extension("work"));
@@ -511,7 +545,7 @@ pub enum Damage {
 /// `/var/lib/rpm/Packages` (hash, 4096-byte pages, little-endian, as CentOS 7 on x86_64 has
 /// it) that rpm's own `bdb_ro` reads back, then damaged as `damage` says.
 pub fn centos7_guest(damage: Damage) -> RpmGuest {
-    let recipe = format!("phony guest: centos 7 mbr ext4 bdb v1 {damage:?} {CENTOS_PACKAGES:?}");
+    let recipe = format!("phony guest: centos 7 mbr ext4 bdb v3 {damage:?} {CENTOS_PACKAGES:?}");
     let mut paths = cached(&recipe, &["disk.raw", "rpm-qa.txt"], |paths| {
         let (disk, work) = (&paths[0], paths[0].with_extension("work"));
         std::fs::create_dir_all(&work).expect("work dir");
@@ -667,7 +701,7 @@ fn centos_root_tree(root: &Path) {
         &["sshd.service", "crond.service"],
         &[],
     );
-    usr_merged(root);
+    usr_merged(root, "%{_var}/lib/rpm");
     for dir in ["boot", "home/centos", "root", "tmp"] {
         std::fs::create_dir_all(root.join(dir)).expect("dir");
     }
