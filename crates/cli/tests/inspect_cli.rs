@@ -3,6 +3,8 @@
 //! JSON against porthole's JSON Schema `docs/inspect-report.schema.json` (python3-jsonschema,
 //! draft 2020-12), and the key facts read back out of each.
 
+mod inspect_common;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -32,18 +34,7 @@ fn inspect(flags: &[&str]) -> String {
 }
 
 fn inspect_disks(flags: &[&str], disks: &[PathBuf]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_porthole"))
-        .arg("inspect")
-        .args(flags)
-        .args(disks)
-        .output()
-        .expect("run porthole");
-    assert!(
-        out.status.success(),
-        "porthole inspect {flags:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    inspect_common::porthole_inspect(flags, disks)
 }
 
 /// Runs `program args` with `input` on stdin; its exit status and stderr.

@@ -3,22 +3,12 @@
 //! operator reads first — services, accounts, sudo rules, network, timezone, kernels,
 //! SELinux, cloud-init and guest agents — each on its line, with what the builders put in.
 
-use std::process::Command;
+mod inspect_common;
 
 use porthole_testkit::guests::rpm::{centos7_guest, fedora_lvm_guest, Damage, FEDORA_KERNELS};
 
 fn text(disks: &[std::path::PathBuf]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_porthole"))
-        .args(["inspect", "--format", "text"])
-        .args(disks)
-        .output()
-        .expect("run porthole");
-    assert!(
-        out.status.success(),
-        "porthole inspect failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    inspect_common::porthole_inspect(&["--format", "text"], disks)
 }
 
 /// The value of the `key:` line (values are aligned after the colon).

@@ -3,25 +3,13 @@
 //! without a terminal: the text output names the Windows facts, and the default output (JSON,
 //! since stdout is not a terminal) carries them too.
 
-use std::process::Command;
+mod inspect_common;
 
 use porthole_inspect::fuzzing::empty_hive;
 use porthole_testkit::guests::windows::{server_2022, server_2022_guest};
 
 fn porthole_inspect(flags: &[&str]) -> String {
-    let disk = server_2022_guest(&empty_hive("ROOT"));
-    let out = Command::new(env!("CARGO_BIN_EXE_porthole"))
-        .arg("inspect")
-        .args(flags)
-        .arg(&disk)
-        .output()
-        .expect("run porthole");
-    assert!(
-        out.status.success(),
-        "porthole inspect {flags:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    inspect_common::porthole_inspect(flags, &[server_2022_guest(&empty_hive("ROOT"))])
 }
 
 /// The value of the `key:` line of the text output.

@@ -14,9 +14,10 @@
 //! (under three minutes for both on a loaded one), so two guests run at a time, one appliance
 //! each.
 
+mod inspect_common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -246,18 +247,7 @@ fn compare(theirs: &BTreeMap<String, String>, ours: &BTreeMap<String, String>) -
 
 /// `porthole inspect --format xml <flags> <disks>`'s document.
 fn porthole_xml(disks: &[PathBuf], flags: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_porthole"))
-        .args(["inspect", "--format", "xml"])
-        .args(flags)
-        .args(disks)
-        .output()
-        .expect("run porthole");
-    assert!(
-        out.status.success(),
-        "porthole inspect failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 XML")
+    inspect_common::porthole_inspect(&[&["--format", "xml"], flags].concat(), disks)
 }
 
 /// Every fact of a virt-inspector document, flattened to `"<root> <path>" → value`, so two

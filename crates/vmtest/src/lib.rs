@@ -7,6 +7,7 @@
 //! - [`disk`]: the ext4 data disk, made with `mkfs.ext4 -d` from a small tree.
 //! - [`vsockd`]: rust-vmm's `vhost-device-vsock`, the host side of the guest's virtio-vsock
 //!   device, exposing Firecracker's hybrid vsock unix socket.
+//! - [`outcome`]: the suites' case results (a failed case is reported, the next one runs).
 //! - [`vm`]: QEMU itself: [`Vm::start`], [`Vm::wait_for_agent`], [`Vm::stop`].
 //! - [`libvirt`]: a private libvirt daemon and transient domains booting the same image.
 //!
@@ -19,6 +20,7 @@ pub mod disk;
 mod error;
 pub mod image;
 pub mod libvirt;
+pub mod outcome;
 mod tool;
 pub mod vm;
 pub mod vsockd;

@@ -23,19 +23,7 @@ const SILENT_VM: &str = "px-silent";
 const OFF_VM: &str = "px-off";
 const NO_CHANNEL_VM: &str = "px-nochannel";
 
-type Outcome = Result<(), String>;
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-fn check(condition: bool, what: impl FnOnce() -> String) -> Outcome {
-    if condition {
-        Ok(())
-    } else {
-        Err(what())
-    }
-}
+use porthole_vmtest::outcome::{check, err, Outcome};
 
 fn options() -> Options {
     Options {

@@ -26,20 +26,7 @@ mod freeze;
 #[path = "vm/sweep.rs"]
 mod sweep;
 
-type Outcome = Result<(), String>;
-
-/// Turns any displayable error into a case failure.
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-fn check(condition: bool, what: impl FnOnce() -> String) -> Outcome {
-    if condition {
-        Ok(())
-    } else {
-        Err(what())
-    }
-}
+use porthole_vmtest::outcome::{check, err, Outcome};
 
 fn options() -> Options {
     Options {
