@@ -11,7 +11,7 @@ use porthole_guest::{Disks, GuestView, RootKind};
 use serde_json::{json, Value};
 
 use crate::cli::{CatArgs, FilesystemsArgs, GuestArgs, LsArgs};
-use crate::output::{human_bytes, table, utc_timestamp};
+use crate::output::{emit, human_bytes, table, utc_timestamp};
 
 /// Bytes per read in `cat`.
 const CAT_CHUNK: usize = 1 << 20;
@@ -60,7 +60,7 @@ pub fn filesystems(args: FilesystemsArgs) -> Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        emit(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
         return Ok(ExitCode::SUCCESS);
     }
     let cell = |v: &Value| match v {
@@ -78,13 +78,10 @@ pub fn filesystems(args: FilesystemsArgs) -> Result<ExitCode> {
                 .collect()
         })
         .collect();
-    print!(
-        "{}",
-        table(
-            &["DEVICE", "VOLUME", "FILESYSTEM", "LABEL", "UUID", "SIZE"],
-            &table_rows
-        )
-    );
+    emit(&table(
+        &["DEVICE", "VOLUME", "FILESYSTEM", "LABEL", "UUID", "SIZE"],
+        &table_rows,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,7 +13,7 @@ use porthole_inspect::report::OperatingSystem;
 use porthole_inspect::{inspect, Options, Report};
 
 use crate::cli::{InspectArgs, ReportFormat};
-use crate::output::{key_values, table};
+use crate::output::{emit, key_values, table};
 
 pub fn run(args: InspectArgs) -> Result<ExitCode> {
     let disks = Disks::open(&args.images)?;
@@ -29,9 +29,9 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         ReportFormat::Json
     });
     match format {
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        ReportFormat::Text => print!("{}", text(&report)),
-        ReportFormat::Xml => print!("{}", porthole_inspect::output::xml::to_string(&report)),
+        ReportFormat::Json => emit(&(serde_json::to_string_pretty(&report)? + "\n"))?,
+        ReportFormat::Text => emit(&text(&report))?,
+        ReportFormat::Xml => emit(&porthole_inspect::output::xml::to_string(&report))?,
     }
     Ok(ExitCode::SUCCESS)
 }

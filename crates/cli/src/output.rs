@@ -128,6 +128,18 @@ pub fn yes_no(flag: bool) -> &'static str {
     }
 }
 
+/// Writes a command's output to standard output. A reader that went away (`porthole inspect
+/// IMAGE | head`) ends the output quietly, as it does for other Unix tools, rather than with
+/// the panic `print!` gives on a closed pipe.
+pub fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -376,3 +376,26 @@ fn schema_describes_every_field_of_the_report() {
     wrong["operating_systems"][0]["accounts"]["users"][0]["password"] = "hunter2".into();
     assert!(schema_errors(&wrong.to_string()).is_some());
 }
+
+/// `porthole inspect IMAGE | head`: the reader goes away mid-document (the XML of 900 packages
+/// is far more than a pipe holds) and porthole stops quietly with success, not a panic.
+#[test]
+fn closed_pipe_ends_the_output_quietly() {
+    let (disk, _) = gpt_ext4_esp_guest();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_porthole"))
+        .args(["inspect", "--format", "xml"])
+        .arg(&disk)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run porthole");
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(child.stdout.as_mut().expect("stdout"), &mut first)
+        .expect("the document starts");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(String::from_utf8_lossy(&first).starts_with("<?xml"));
+}

@@ -118,8 +118,7 @@ impl Session {
         }
         let decoded: T = serde_json::from_value(value)
             .with_context(|| format!("unexpected reply to {command}"))?;
-        print!("{}", human(decoded));
-        Ok(())
+        crate::output::emit(&human(decoded)).context("cannot write to standard output")
     }
 
     fn ping(&mut self) -> Result<()> {
@@ -234,9 +233,8 @@ fn explain_missing(error: ClientError, command: &str) -> anyhow::Error {
 }
 
 fn print_json(value: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{text}").context("cannot write to standard output")
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    crate::output::emit(&text).context("cannot write to standard output")
 }
 
 /// A login time (fractional seconds since the epoch) as a UTC timestamp, to the second.

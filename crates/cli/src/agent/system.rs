@@ -47,8 +47,7 @@ impl Session {
         if self.json {
             print_json(&value)
         } else {
-            print!("{}", human());
-            Ok(())
+            crate::output::emit(&human()).context("cannot write to standard output")
         }
     }
 
