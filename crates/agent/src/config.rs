@@ -91,6 +91,9 @@ pub struct Config {
     /// Peers a vsock-listen channel accepts: the host (CID 2) unless configured otherwise, so a
     /// guest user cannot reach the agent through vsock loopback.
     pub vsock_allowed_cids: Vec<u32>,
+    /// `USER[:GROUP]` that owns unix-listen sockets (mode 0600 either way); `None` leaves them
+    /// to the agent's own user, root.
+    pub unix_socket_owner: Option<String>,
     /// Seconds a freeze may last before the agent thaws on its own; 0 disables.
     pub fsfreeze_auto_thaw: u64,
     /// The security policy (docs/policy.md).
@@ -138,6 +141,7 @@ impl Default for Config {
             allow_rpcs: None,
             shutdown_command: PathBuf::from("/sbin/shutdown"),
             vsock_allowed_cids: vec![VSOCK_HOST_CID],
+            unix_socket_owner: None,
             fsfreeze_auto_thaw: DEFAULT_FSFREEZE_AUTO_THAW,
             policy: PolicyConfig::default(),
             kvmmanager_compat: None,
@@ -183,6 +187,7 @@ pub struct FileConfig {
     pub allow_rpcs: Option<Vec<String>>,
     pub shutdown_command: Option<PathBuf>,
     pub vsock_allowed_cids: Option<Vec<u32>>,
+    pub unix_socket_owner: Option<String>,
     pub fsfreeze_auto_thaw: Option<u64>,
     /// Shorthand for `[policy] profile`.
     pub profile: Option<Profile>,
@@ -285,6 +290,7 @@ impl FileConfig {
         set_opt(&mut config.allow_rpcs, self.allow_rpcs);
         set(&mut config.shutdown_command, self.shutdown_command);
         set(&mut config.vsock_allowed_cids, self.vsock_allowed_cids);
+        set_opt(&mut config.unix_socket_owner, self.unix_socket_owner);
         set(&mut config.fsfreeze_auto_thaw, self.fsfreeze_auto_thaw);
         set(&mut config.policy.profile, self.profile);
         if let Some(section) = self.policy {

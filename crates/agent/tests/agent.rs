@@ -383,3 +383,44 @@ fn oversized_setter_arrays_are_refused() -> TestResult {
     );
     Ok(())
 }
+
+/// A unix-listen socket is no back door for the guest's users: mode 0600, owned by the agent's
+/// user, or by `unix-socket-owner`; an unknown owner stops the agent before it serves.
+#[test]
+fn unix_listen_socket_is_0600_and_its_owner_is_configurable() -> TestResult {
+    use std::os::unix::fs::MetadataExt;
+    let agent = Agent::start(&[])?;
+    let meta = std::fs::metadata(agent.path("agent.sock"))?;
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    drop(agent);
+
+    let agent = Agent::with_config("unix-socket-owner = \"nobody:nogroup\"\n", &[])?;
+    let meta = std::fs::metadata(agent.path("agent.sock"))?;
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    let nobody = nix::unistd::User::from_name("nobody")?.ok_or("no user nobody")?;
+    let nogroup = nix::unistd::Group::from_name("nogroup")?.ok_or("no group nogroup")?;
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (nobody.uid.as_raw(), nogroup.gid.as_raw())
+    );
+    drop(agent);
+
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "unix-socket-owner = \"no-such-user-here\"\n")?;
+    let out = Command::new(env!("CARGO_BIN_EXE_porthole-agent"))
+        .args(["-m", "unix-listen", "-p"])
+        .arg(dir.path().join("agent.sock"))
+        .arg("-t")
+        .arg(dir.path().join("state"))
+        .arg("-c")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no user 'no-such-user-here'"), "{stderr}");
+    assert!(!dir.path().join("agent.sock").exists());
+    Ok(())
+}

@@ -36,6 +36,8 @@ pub const AGENT_VSOCK_PORT: u32 = 1234;
 pub const AUTO_THAW_SECS: u64 = 10;
 /// An unprivileged account in the guest (`vm/rootfs/etc/passwd`): name, uid, gid.
 pub const GUEST_USER: (&str, u32, u32) = ("porthole", 1000, 1000);
+/// A second agent's vsock port, where only CID 7 is admitted: the host must be turned away.
+pub const REFUSING_VSOCK_PORT: u32 = 1235;
 /// The guest's vsock context id.
 pub const GUEST_CID: u32 = 3;
 /// The address QEMU's user networking gives the guest.

@@ -8,7 +8,7 @@
 
 use porthole_client::commands::{CaptureOutput, ExecArgs};
 use porthole_client::{Client, ClientError, Endpoint, ExecOutput, Options};
-use porthole_vmtest::{disk, Vm, VmConfig, AGENT_VSOCK_PORT, GUEST_IP};
+use porthole_vmtest::{disk, Vm, VmConfig, AGENT_VSOCK_PORT, GUEST_IP, REFUSING_VSOCK_PORT};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -129,6 +129,10 @@ fn guest_vm_end_to_end() {
     suite.case("eth0 with the user-net address", network);
     suite.case("hybrid vsock ping and exec", hybrid_vsock);
     suite.case("hybrid vsock port nobody listens on", hybrid_vsock_refused);
+    suite.case(
+        "vsock-listen turns away a CID it does not admit",
+        vsock_cid_not_admitted,
+    );
     suite.case(
         "read-only groups alike over virtio-serial and hybrid vsock",
         sweep::every_group_over_both_transports,
@@ -389,6 +393,30 @@ fn hybrid_vsock_refused(suite: &mut Suite) -> Outcome {
         Err(ClientError::GuestNotListening { .. }) if secs < 4.5 => Ok(()),
         other => Err(format!("after {secs:.1}s: {other:?}")),
     }
+}
+
+/// The agent on [`REFUSING_VSOCK_PORT`] admits only CID 7: the host (CID 2) is dropped at
+/// once, so the session ends before any handshake reply; the main agent still answers.
+fn vsock_cid_not_admitted(suite: &mut Suite) -> Outcome {
+    let endpoint = hybrid_endpoint(suite, REFUSING_VSOCK_PORT)?;
+    let short = Options {
+        connect_timeout: Duration::from_secs(5),
+        handshake_timeout: Duration::from_secs(5),
+        ..options()
+    };
+    let start = Instant::now();
+    let result = Client::connect(&endpoint, short);
+    let secs = start.elapsed().as_secs_f64();
+    match result {
+        Ok(_) => return Err("the host was served on the refusing agent's port".into()),
+        Err(ClientError::Timeout { .. }) => {
+            return Err(format!("a timeout after {secs:.1}s, not a refusal"))
+        }
+        Err(e) => check(secs < 9.0, || format!("refused only after {secs:.1}s: {e}"))?,
+    }
+    let mut client =
+        Client::connect(&hybrid_endpoint(suite, AGENT_VSOCK_PORT)?, options()).map_err(err)?;
+    client.ping().map_err(err)
 }
 
 fn killed_client(suite: &mut Suite) -> Outcome {

@@ -42,7 +42,8 @@ pub async fn serve(
                 method: "unix-listen",
                 message: "a socket path is required (-p PATH)".into(),
             })?;
-            unix::serve(PathBuf::from(path), dispatcher).await
+            let owner = config.unix_socket_owner.as_deref();
+            unix::serve(PathBuf::from(path), owner, dispatcher).await
         }
         Method::VirtioSerial => {
             device::serve_virtio(listener.path, config.retry_path, dispatcher).await

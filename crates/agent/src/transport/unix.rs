@@ -10,7 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixListener;
 
-pub async fn serve(path: PathBuf, dispatcher: Arc<Dispatcher>) -> Result<(), TransportError> {
+pub async fn serve(
+    path: PathBuf,
+    owner: Option<&str>,
+    dispatcher: Arc<Dispatcher>,
+) -> Result<(), TransportError> {
+    // Resolved first, so a bad name fails before anything is created.
+    let owner = owner.map(resolve_owner).transpose()?;
     let io = |source| TransportError::Io {
         method: "unix-listen",
         path: path.display().to_string(),
@@ -23,8 +29,12 @@ pub async fn serve(path: PathBuf, dispatcher: Arc<Dispatcher>) -> Result<(), Tra
         }
     }
     let listener = UnixListener::bind(&path).map_err(io)?;
-    // Only root (the agent's user) may talk to the agent through this socket.
+    // Only the socket's owner (root, the agent's user, unless `unix-socket-owner` names another)
+    // may talk to the agent through it: connecting needs write permission on the socket.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::chown(&path, Some(uid), gid).map_err(|e| io(e.into()))?;
+    }
     tracing::info!("listening on unix socket {}", path.display());
     loop {
         match listener.accept().await {
@@ -54,4 +64,39 @@ pub async fn serve(path: PathBuf, dispatcher: Arc<Dispatcher>) -> Result<(), Tra
             }
         }
     }
+}
+
+/// `USER[:GROUP]` from `unix-socket-owner` as ids; a name the guest does not know is an error.
+fn resolve_owner(
+    spec: &str,
+) -> Result<(nix::unistd::Uid, Option<nix::unistd::Gid>), TransportError> {
+    use nix::unistd::{Group, User};
+    let bad = |message: String| TransportError::Config {
+        method: "unix-listen",
+        message,
+    };
+    let (user, group) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    let uid = User::from_name(user)
+        .ok()
+        .flatten()
+        .ok_or_else(|| bad(format!("unix-socket-owner: no user '{user}' in this guest")))?
+        .uid;
+    let gid = match group {
+        Some(group) => Some(
+            Group::from_name(group)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    bad(format!(
+                        "unix-socket-owner: no group '{group}' in this guest"
+                    ))
+                })?
+                .gid,
+        ),
+        None => None,
+    };
+    Ok((uid, gid))
 }
