@@ -16,7 +16,7 @@ use porthole_inspect::linux::system::{Agent, AppArmor, CloudInit, Kernel, Selinu
 use porthole_inspect::packages::Application;
 use porthole_inspect::report::{DriveMapping, FilesystemFact, Mountpoint, OperatingSystem, Report};
 use porthole_testkit::guests::{gpt_ext4_esp_guest, lvm_xfs_btrfs_guest};
-use porthole_testkit::tools::run;
+use porthole_testkit::xmllint::{assert_virt_inspector_rng, xpath};
 use serde_json::Value;
 
 fn docs(name: &str) -> String {
@@ -95,34 +95,11 @@ fn assert_schema_valid(json: &str) {
     }
 }
 
-fn assert_rng_valid(xml: &str) {
-    let (ok, stderr) = feed(
-        "xmllint",
-        "libxml2-utils",
-        &["--noout", "--relaxng", &docs("virt-inspector.rng"), "-"],
-        xml,
-    );
-    assert!(ok, "not valid against virt-inspector.rng: {stderr}\n{xml}");
-}
-
-/// An XPath expression's string value over `xml`.
-fn xpath(xml: &str, expression: &str) -> String {
-    let mut out = run(
-        "xmllint",
-        "libxml2-utils",
-        &["--xpath", &format!("string({expression})"), "-"],
-        Some(xml),
-    );
-    // xmllint ends every result with a newline of its own.
-    assert_eq!(out.pop(), Some('\n'), "xmllint's output: {out:?}");
-    out
-}
-
 #[test]
 fn xml_is_virt_inspectors_and_holds_the_guest() {
     let xml = inspect(&["--format", "xml"]);
     assert!(xml.starts_with("<?xml version=\"1.0\"?>\n<operatingsystems>\n"));
-    assert_rng_valid(&xml);
+    assert_virt_inspector_rng(&xml);
     let os = "/operatingsystems/operatingsystem";
     assert_eq!(xpath(&xml, &format!("count({os})")), "1");
     assert_eq!(xpath(&xml, &format!("{os}/name")), "linux");
@@ -169,7 +146,7 @@ fn xml_is_virt_inspectors_and_holds_the_guest() {
 #[test]
 fn no_applications_leaves_the_element_out() {
     let xml = inspect(&["--format", "xml", "--no-applications"]);
-    assert_rng_valid(&xml);
+    assert_virt_inspector_rng(&xml);
     assert!(!xml.contains("<applications"), "{xml}");
     assert_eq!(xpath(&xml, "//distro"), "debian");
 
@@ -202,7 +179,7 @@ fn lvm_guest_json_and_xml_are_valid() {
     let json: Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(json["operating_systems"][0]["root"], "/dev/guestvg/root");
     let xml = inspect_disks(&["--format", "xml"], &disks);
-    assert_rng_valid(&xml);
+    assert_virt_inspector_rng(&xml);
     assert_eq!(xpath(&xml, "//operatingsystem/root"), "/dev/guestvg/root");
     assert_eq!(xpath(&xml, "count(//mountpoint)"), "4");
 }

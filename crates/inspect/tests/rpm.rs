@@ -14,13 +14,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod rpm_common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use porthole_inspect::packages::rpm::{parse_database, DbKind, CANDIDATES};
 use porthole_inspect::packages::{Application, Parsed};
 use porthole_testkit::guests::rpm::{
-    bdb_dump, parse_query, rpm as rpm_debian, rpmbuild, sqlite_blobs, unhex, QF, RECORD,
+    bdb_dump, rpm as rpm_debian, rpmbuild, sqlite_blobs, unhex, QF, RECORD,
 };
 use porthole_testkit::{cached, run};
 
@@ -232,22 +234,7 @@ fn sorted(listing: &str) -> Vec<String> {
 
 /// `rpm -qa` output as applications.
 fn expected(listing: &str) -> Vec<Application> {
-    let mut apps: Vec<Application> = parse_query(listing)
-        .into_iter()
-        .map(|p| Application {
-            name: p.name,
-            epoch: p.epoch,
-            version: p.version,
-            release: p.release,
-            arch: p.arch,
-            summary: p.summary,
-            url: p.url,
-            publisher: p.vendor,
-            source_package: p.source_rpm,
-            description: p.description,
-            ..Application::default()
-        })
-        .collect();
+    let mut apps: Vec<Application> = rpm_common::applications(listing);
     apps.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     apps
 }

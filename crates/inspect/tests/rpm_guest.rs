@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+mod rpm_common;
 
 use porthole_guest::Disks;
 use porthole_inspect::linux::accounts::{Accounts, GroupMembers, PasswordState, SudoRule, User};
@@ -19,11 +19,10 @@ use porthole_inspect::packages::Application;
 use porthole_inspect::report::{FilesystemFact, Mountpoint, OperatingSystem};
 use porthole_inspect::{inspect, Options};
 use porthole_testkit::guests::rpm::{
-    centos7_guest, fedora_lvm_guest, parse_query, Damage, RpmGuest, CENTOS_BOOT_UUID,
-    CENTOS_KERNEL, CENTOS_ROOT_UUID, DAMAGED_PACKAGE, FEDORA_BOOT_UUID, FEDORA_KERNELS,
-    FEDORA_ROOT_UUID,
+    centos7_guest, fedora_lvm_guest, Damage, RpmGuest, CENTOS_BOOT_UUID, CENTOS_KERNEL,
+    CENTOS_ROOT_UUID, DAMAGED_PACKAGE, FEDORA_BOOT_UUID, FEDORA_KERNELS, FEDORA_ROOT_UUID,
 };
-use porthole_testkit::run;
+use porthole_testkit::xmllint::{assert_virt_inspector_rng, xpath};
 
 fn s(v: &str) -> Option<String> {
     Some(v.to_string())
@@ -46,22 +45,7 @@ fn inspect_guest(guest: &RpmGuest) -> OperatingSystem {
 /// What real rpm listed from the guest's database, as applications.
 fn rpm_qa(guest: &RpmGuest) -> Vec<Application> {
     let listing = std::fs::read_to_string(&guest.listing).unwrap();
-    let apps: Vec<Application> = parse_query(&listing)
-        .into_iter()
-        .map(|p| Application {
-            name: p.name,
-            epoch: p.epoch,
-            version: p.version,
-            release: p.release,
-            arch: p.arch,
-            summary: p.summary,
-            url: p.url,
-            publisher: p.vendor,
-            source_package: p.source_rpm,
-            description: p.description,
-            ..Application::default()
-        })
-        .collect();
+    let apps: Vec<Application> = rpm_common::applications(&listing);
     assert!(apps.len() >= 6, "{apps:?}");
     apps
 }
@@ -373,23 +357,6 @@ fn centos7_bdb_guest_report_is_golden() {
     assert_report(&inspect_guest(&guest), &want);
 }
 
-fn schema() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/virt-inspector.rng");
-    assert!(path.exists(), "{} is missing", path.display());
-    path.display().to_string()
-}
-
-fn xpath(document: &str, expression: &str) -> String {
-    let expression = format!("string({expression})");
-    let out = run(
-        "xmllint",
-        "libxml2-utils",
-        &["--xpath", &expression, "-"],
-        Some(document),
-    );
-    out.strip_suffix('\n').unwrap_or(&out).to_string()
-}
-
 /// virt-inspector's XML of both guests validates against its RELAX NG schema and carries
 /// the golden facts.
 #[test]
@@ -400,12 +367,7 @@ fn rpm_guests_are_valid_virt_inspector_xml() {
     ] {
         let disks = Disks::open(&guest.disks).unwrap();
         let document = xml::to_string(&inspect(&disks, Options::default()));
-        run(
-            "xmllint",
-            "libxml2-utils",
-            &["--noout", "--relaxng", &schema(), "-"],
-            Some(&document),
-        );
+        assert_virt_inspector_rng(&document);
         let os = "/operatingsystems/operatingsystem";
         assert_eq!(xpath(&document, &format!("{os}/distro")), distro);
         assert_eq!(xpath(&document, &format!("{os}/osinfo")), osinfo);

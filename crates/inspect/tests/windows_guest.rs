@@ -19,6 +19,7 @@ use porthole_testkit::guests::windows::{
     DATA_START, SYSTEM_START,
 };
 use porthole_testkit::run;
+use porthole_testkit::xmllint::{assert_virt_inspector_rng, xpath};
 
 fn guest() -> PathBuf {
     server_2022_guest(&empty_hive("ROOT"))
@@ -229,17 +230,6 @@ fn tiny_pe_is_a_real_pe_and_the_fuzz_seed() {
     assert_eq!(porthole_inspect::windows::pe::arch_of(&pe32), Ok("i386"));
 }
 
-fn xpath(document: &str, expression: &str) -> String {
-    let mut out = run(
-        "xmllint",
-        "libxml2-utils",
-        &["--xpath", &format!("string({expression})"), "-"],
-        Some(document),
-    );
-    assert_eq!(out.pop(), Some('\n'), "xmllint's output: {out:?}");
-    out
-}
-
 fn docs(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../docs")
@@ -251,12 +241,7 @@ fn docs(name: &str) -> String {
 #[test]
 fn xml_is_valid_and_in_virt_inspectors_layout() {
     let document = xml::to_string(&inspect_disk(&guest()));
-    run(
-        "xmllint",
-        "libxml2-utils",
-        &["--noout", "--relaxng", &docs("virt-inspector.rng"), "-"],
-        Some(&document),
-    );
+    assert_virt_inspector_rng(&document);
     let os = "/operatingsystems/operatingsystem";
     assert_eq!(xpath(&document, &format!("{os}/name")), "windows");
     assert_eq!(xpath(&document, &format!("{os}/distro")), "windows");

@@ -6,8 +6,6 @@
 //! (`/usr/share/doc/guestfs-tools/virt-inspector.rng.gz`), unchanged; its header says it "can
 //! be freely copied and modified without restrictions".
 
-use std::path::PathBuf;
-
 use porthole_guest::Disks;
 use porthole_inspect::output::xml;
 use porthole_inspect::packages::Application;
@@ -15,35 +13,7 @@ use porthole_inspect::report::{FilesystemFact, Mountpoint, OperatingSystem, Repo
 use porthole_inspect::{inspect, Options};
 use porthole_testkit::guests::{gpt_ext4_esp_guest, lvm_xfs_btrfs_guest};
 use porthole_testkit::tools::run;
-
-fn schema() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/virt-inspector.rng");
-    assert!(path.exists(), "{} is missing", path.display());
-    path.display().to_string()
-}
-
-/// Validates `document` against virt-inspector.rng; fails the test with xmllint's complaint.
-fn validate(document: &str) {
-    run(
-        "xmllint",
-        "libxml2-utils",
-        &["--noout", "--relaxng", &schema(), "-"],
-        Some(document),
-    );
-}
-
-/// The string value of an XPath expression over `document`, as libxml2 parses it.
-fn xpath(document: &str, expression: &str) -> String {
-    let mut out = run(
-        "xmllint",
-        "libxml2-utils",
-        &["--xpath", &format!("string({expression})"), "-"],
-        Some(document),
-    );
-    // xmllint ends every result with a newline of its own.
-    assert_eq!(out.pop(), Some('\n'), "xmllint's output: {out:?}");
-    out
-}
+use porthole_testkit::xmllint::{assert_virt_inspector_rng, virt_inspector_rng, xpath};
 
 fn some(s: &str) -> Option<String> {
     Some(s.to_string())
@@ -184,7 +154,7 @@ of a basic Fedora system.</description>
 fn layout_is_virt_inspectors() {
     let document = xml::to_string(&fedora_like());
     assert_eq!(document, FEDORA_XML);
-    validate(&document);
+    assert_virt_inspector_rng(&document);
 }
 
 #[test]
@@ -193,12 +163,12 @@ fn applications_element_only_when_applications_were_read() {
     report.operating_systems[0].applications = None;
     let document = xml::to_string(&report);
     assert!(!document.contains("<applications"), "{document}");
-    validate(&document);
+    assert_virt_inspector_rng(&document);
 
     report.operating_systems[0].applications = Some(vec![]);
     let document = xml::to_string(&report);
     assert!(document.contains("\n    <applications/>\n"), "{document}");
-    validate(&document);
+    assert_virt_inspector_rng(&document);
 }
 
 #[test]
@@ -214,7 +184,7 @@ fn unknown_facts_are_left_out_and_versions_kept() {
         assert!(!document.contains(absent), "{absent} in {document}");
     }
     assert!(document.contains("    <major_version>0</major_version>\n"));
-    validate(&document);
+    assert_virt_inspector_rng(&document);
 }
 
 #[test]
@@ -253,7 +223,7 @@ fn hostile_guest_strings_are_escaped() {
         apps[0].name = hostile.to_string();
     }
     let document = xml::to_string(&report);
-    validate(&document);
+    assert_virt_inspector_rng(&document);
     assert_eq!(xpath(&document, "//hostname"), expected);
     assert_eq!(xpath(&document, "//product_name"), expected);
     assert_eq!(xpath(&document, "//application[1]/name"), expected);
@@ -269,7 +239,7 @@ fn uefi_phony_guest_is_valid_virt_inspector_xml() {
     let (disk, _) = gpt_ext4_esp_guest();
     let disks = Disks::open(&[disk]).expect("open");
     let document = xml::to_string(&inspect(&disks, Options::default()));
-    validate(&document);
+    assert_virt_inspector_rng(&document);
     assert_eq!(xpath(&document, "//operatingsystem/distro"), "debian");
     assert_eq!(xpath(&document, "//operatingsystem/osinfo"), "debian12");
     assert_eq!(
@@ -298,7 +268,7 @@ fn lvm_phony_guest_is_valid_virt_inspector_xml() {
     let disks = Disks::open(&lvm_xfs_btrfs_guest()).expect("open");
     let report = inspect(&disks, Options::default());
     let document = xml::to_string(&report);
-    validate(&document);
+    assert_virt_inspector_rng(&document);
     assert_eq!(
         xpath(&document, "//operatingsystem/root"),
         report.operating_systems[0].root
@@ -330,7 +300,7 @@ fn schema_rejects_what_virt_inspector_does_not_write() {
     for document in broken {
         assert_ne!(document, FEDORA_XML);
         let mut child = std::process::Command::new("xmllint")
-            .args(["--noout", "--relaxng", &schema(), "-"])
+            .args(["--noout", "--relaxng", &virt_inspector_rng(), "-"])
             .stdin(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -404,6 +374,6 @@ fn random_guest_strings_always_give_a_valid_document() {
         document.chars().all(xml::is_xml_char),
         "a character XML 1.0 forbids was written"
     );
-    validate(&document);
+    assert_virt_inspector_rng(&document);
     assert_eq!(xpath(&document, "count(//application)"), "2000");
 }

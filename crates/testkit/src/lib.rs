@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod libguestfs;
 pub mod tools;
 pub mod tree;
+pub mod xmllint;
 
 pub use tools::*;
 pub use tree::{assert_same_tree, build_reference_tree, compare_tree, is_root, Fidelity};
