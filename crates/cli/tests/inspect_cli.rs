@@ -16,16 +16,8 @@ use porthole_inspect::linux::system::{Agent, AppArmor, CloudInit, Kernel, Selinu
 use porthole_inspect::packages::Application;
 use porthole_inspect::report::{DriveMapping, FilesystemFact, Mountpoint, OperatingSystem, Report};
 use porthole_testkit::guests::{gpt_ext4_esp_guest, lvm_xfs_btrfs_guest};
-use porthole_testkit::xmllint::{assert_virt_inspector_rng, xpath};
+use porthole_testkit::xmllint::{assert_virt_inspector_rng, docs_file, xpath};
 use serde_json::Value;
-
-fn docs(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs")
-        .join(name);
-    assert!(path.exists(), "{} is missing", path.display());
-    path.display().to_string()
-}
 
 /// `porthole inspect <flags> <the UEFI guest's disk>`'s standard output.
 fn inspect(flags: &[&str]) -> String {
@@ -78,7 +70,7 @@ sys.exit(1 if errors else 0)
 
 /// The schema's complaints about `json`, if any.
 fn schema_errors(json: &str) -> Option<String> {
-    let schema = docs("inspect-report.schema.json");
+    let schema = docs_file("inspect-report.schema.json");
     let (ok, stderr) = feed(
         "python3",
         "python3-jsonschema",

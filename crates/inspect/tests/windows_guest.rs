@@ -19,7 +19,7 @@ use porthole_testkit::guests::windows::{
     DATA_START, SYSTEM_START,
 };
 use porthole_testkit::run;
-use porthole_testkit::xmllint::{assert_virt_inspector_rng, xpath};
+use porthole_testkit::xmllint::{assert_virt_inspector_rng, docs_file, xpath};
 
 fn guest() -> PathBuf {
     server_2022_guest(&empty_hive("ROOT"))
@@ -230,14 +230,6 @@ fn tiny_pe_is_a_real_pe_and_the_fuzz_seed() {
     assert_eq!(porthole_inspect::windows::pe::arch_of(&pe32), Ok("i386"));
 }
 
-fn docs(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs")
-        .join(name);
-    assert!(path.exists(), "{} is missing", path.display());
-    path.display().to_string()
-}
-
 #[test]
 fn xml_is_valid_and_in_virt_inspectors_layout() {
     let document = xml::to_string(&inspect_disk(&guest()));
@@ -302,7 +294,7 @@ sys.exit(1 if errors else 0)
 fn json_follows_its_schema() {
     let report = inspect_disk(&guest());
     let json = serde_json::to_string(&report).expect("serialize");
-    let schema = docs("inspect-report.schema.json");
+    let schema = docs_file("inspect-report.schema.json");
     run(
         "python3",
         "python3-jsonschema",

@@ -6,11 +6,18 @@ use std::path::PathBuf;
 
 use crate::tools::run;
 
-/// The path of `docs/virt-inspector.rng` in this repository.
-pub fn virt_inspector_rng() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/virt-inspector.rng");
+/// The path of `docs/NAME` in this repository (the schemas the tests check output against).
+pub fn docs_file(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs")
+        .join(name);
     assert!(path.exists(), "{} is missing", path.display());
     path.display().to_string()
+}
+
+/// The path of `docs/virt-inspector.rng` in this repository.
+pub fn virt_inspector_rng() -> String {
+    docs_file("virt-inspector.rng")
 }
 
 /// Fails the test with xmllint's complaint unless `document` is valid against
